@@ -1,0 +1,73 @@
+"""The ``pcal`` command line: a root callback for shared options and one module per command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pcal_cli import __version__
+from pcal_cli.cli import planned, prepare, train
+from pcal_cli.cli.common import err
+from pcal_cli.errors import PcalError
+
+app = typer.Typer(
+    name="pcal",
+    help="Active learning for 3D point cloud semantic segmentation.\n\n"
+    "Every command reads and writes a project directory (-p PROJ): prepare a dataset, pick a "
+    "seed set, then run rounds of train, evaluate, score, select and label.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pcal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    project: Annotated[
+        Optional[Path],
+        typer.Option("--project", "-p", envvar="PCAL_PROJECT", help="Project directory used by every command.",
+                     show_default=False),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Shared options; each command also takes -p itself."""
+    ctx.obj = {"project": project}
+
+
+prepare.register(app)
+train.register(app)
+planned.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors end as one line on stderr and exit code 2, never a traceback."""
+    try:
+        code = app(args=argv, prog_name="pcal", standalone_mode=False)
+    except PcalError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:
+        if not (hasattr(exc, "show") and hasattr(exc, "exit_code")):  # click-style usage errors
+            raise
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,137 @@
+"""``pcal train`` and ``pcal evaluate``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from pcal_cli.cli.common import ProjectOption, err, out, progress_bar, project_dir
+from pcal_cli.errors import PcalError
+from pcal_cli.evaluation.evaluate import evaluate
+from pcal_cli.project import Project
+from pcal_cli.rounds import resolve_round
+from pcal_cli.training.supervised import TrainOptions, train
+
+TRAIN_HELP = """Train a segmentation network on the labels known in a round.
+
+Reads rounds/rNNN/labels/ only (never the ground truth in the PLYs) and writes
+rounds/rNNN/model.pt with the resolved settings. --full trains on all ground truth of the
+training split instead: the full-supervision reference, written to full/model.pt. The last step
+is kept; no checkpoint is ever chosen on the evaluation split. A finished round is skipped unless
+--force; an interrupted run continues with --resume.
+
+Examples:
+
+  pcal train -p demo --full --steps 600
+
+  pcal train -p demo --round 2 --backbone spvcnn --cr 0.5 --warm-start
+"""
+
+EVALUATE_HELP = """Evaluate a round's model on the val or test split.
+
+Predictions go from voxels back to every point; one confusion matrix over the whole split gives
+mIoU (mean over classes present in the ground truth or the predictions), per-class IoU and
+overall accuracy, written to rounds/rNNN/metrics.json (full/metrics.json with --full).
+
+Examples:
+
+  pcal evaluate -p demo --full
+
+  pcal evaluate -p demo --round 2 --split test --save-predictions
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", help=TRAIN_HELP)(train_command)
+    app.command("evaluate", help=EVALUATE_HELP)(evaluate_command)
+
+
+RoundOption = Annotated[Optional[int], typer.Option("--round", "-r", help="Round number [latest].",
+                                                    show_default=False)]
+FullOption = Annotated[bool, typer.Option("--full", help="The full-supervision reference (all training ground truth).")]
+DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
+
+
+def train_command(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    round_index: RoundOption = None,
+    full: FullOption = False,
+    backbone: Annotated[str, typer.Option(help="minkunet | spvcnn.")] = "minkunet",
+    cr: Annotated[float, typer.Option(help="Width multiplier of the network (1.0 = published size).")] = 0.5,
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 1000,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over the labelled scenes (overrides --steps).",
+                                                    show_default=False)] = None,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine schedule with warm-up).")] = 2e-3,
+    optimizer: Annotated[str, typer.Option(help="adamw | sgd.")] = "adamw",
+    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 1e-4,
+    batch_size: Annotated[int, typer.Option(help="Scenes per step.")] = 2,
+    max_points: Annotated[int, typer.Option(help="Crop scenes larger than this around a labelled point.")] = 200_000,
+    device: DeviceOption = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for weights, sampling and augmentation.")] = 0,
+    warm_start: Annotated[bool, typer.Option("--warm-start", help="Start from the previous round's model.")] = False,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between resumable partial checkpoints.")] = 100,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Retrain even if model.pt exists.")] = False,
+) -> None:
+    proj = Project.open(project_dir(ctx, project))
+    if full and round_index is not None:
+        raise PcalError("--full and --round exclude each other")
+    target = None if full else resolve_round(proj, round_index)
+    options = TrainOptions(backbone=backbone, cr=cr, steps=steps, epochs=epochs, lr=lr, optimizer=optimizer,
+                           weight_decay=weight_decay, batch_size=batch_size, max_points=max_points,
+                           device=device, seed=seed, warm_start=warm_start, checkpoint_every=checkpoint_every)
+    what = "full supervision" if target is None else f"round {target}"
+    with proj.lock("train"), progress_bar() as progress:
+        task = progress.add_task(f"Training ({what})", total=None, item="")
+
+        def on_step(done: int, total: int, loss: float) -> None:
+            progress.update(task, completed=done, total=total, item=f"loss {loss:.3f}")
+
+        result = train(proj, target, options, resume=resume, force=force, on_step=on_step)
+    if result.skipped:
+        err.print(f"{result.path} exists: skipped (pass --force to retrain)")
+        return
+    table = Table(title=f"trained {what}: {result.path}")
+    for column in ("backbone", "steps", "final loss", "labelled points", "scenes", "seconds"):
+        table.add_column(column, justify="right")
+    resumed = f" (resumed at {result.resumed_from})" if result.resumed_from else ""
+    table.add_row(f"{backbone} cr {cr}", f"{result.steps}{resumed}", f"{result.final_loss:.4f}",
+                  f"{result.labelled_points:,}", str(result.labelled_scenes), f"{result.seconds:.1f}")
+    out.print(table)
+
+
+def evaluate_command(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    round_index: RoundOption = None,
+    full: FullOption = False,
+    split: Annotated[str, typer.Option(help="val | test.")] = "test",
+    device: DeviceOption = "auto",
+    save_predictions: Annotated[bool, typer.Option("--save-predictions",
+                                                   help="Write predictions/<scene>.ply (label = prediction, "
+                                                   "coloured by class) beside the model.")] = False,
+) -> None:
+    proj = Project.open(project_dir(ctx, project))
+    if full and round_index is not None:
+        raise PcalError("--full and --round exclude each other")
+    target = None if full else resolve_round(proj, round_index)
+    with proj.lock("evaluate"), progress_bar() as progress:
+        task = progress.add_task(f"Evaluating on {split}", total=None, item="")
+        metrics = evaluate(proj, target, split, device=device, save_predictions=save_predictions,
+                           on_scene=lambda d, t, n: progress.update(task, completed=d, total=t, item=n))
+    what = "full supervision" if target is None else f"round {target}"
+    out.print(f"[bold]{what}[/] on {split}: mIoU [bold]{_pct(metrics['miou'])}[/], OA {_pct(metrics['oa'])}, "
+              f"mAcc {_pct(metrics['macc'])}; labelled {metrics['labelled_percent']:.3f}% of training points")
+    table = Table(title="IoU per class")
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    for name, value in metrics["iou"].items():
+        table.add_row(name, _pct(value))
+    out.print(table)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100.0 * value:.1f}"

@@ -1,0 +1,1 @@
+"""Scenes, readers and writers, dataset importers, class tables, synthetic scenes."""

@@ -1,0 +1,1 @@
+"""Dataset importers, one module each; the name -> importer table is in ``registry``."""

@@ -1,0 +1,1 @@
+"""Confusion matrices, IoU and the evaluation of a round's model."""

@@ -1,0 +1,103 @@
+"""Evaluate a round's model (or the full-supervision reference) on a split of the project."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pcal_cli.atomic import write_json
+from pcal_cli.data.ply import read_ply, write_ply
+from pcal_cli.errors import PcalError
+from pcal_cli.evaluation.metrics import confusion_matrix, summarize
+from pcal_cli.project import Project
+from pcal_cli.rounds import labels_dir, run_dir
+from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
+from pcal_cli.training.inference import predict_scene
+from pcal_cli.training.supervised import MODEL_FILE, resolve_device
+
+METRICS_FILE = "metrics.json"
+
+
+def labelled_share(project: Project, round_index: int | None) -> tuple[int, int]:
+    """(labelled points, total points) of the training split in a round (the reference: all)."""
+    total = labelled = 0
+    for name in project.scenes("train"):
+        scene = read_ply(project.scene_path("train", name))
+        total += len(scene)
+        if round_index is None:
+            labelled += int((scene.label >= 0).sum())
+            continue
+        path = labels_dir(project, round_index) / f"{name}.npy"
+        if path.is_file():
+            labelled += int((np.load(path, allow_pickle=False) >= 0).sum())
+    return labelled, total
+
+
+def evaluate(project: Project, round_index: int | None, split: str = "test", *, device: str = "auto",
+             save_predictions: bool = False,
+             on_scene: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """One confusion matrix over every point of ``split``; writes ``metrics.json`` in the round."""
+    if split == "train":
+        raise PcalError("evaluate on val or test; the training split is what the model learnt from")
+    names = project.scenes(split)
+    if not names:
+        raise PcalError(f"{project.root}: the project has no '{split}' scenes")
+    folder = run_dir(project, round_index)
+    torch_device = resolve_device(device)
+    state = load_checkpoint(folder / MODEL_FILE, torch_device)
+    model = model_from_checkpoint(state, torch_device)
+    ckpt = state["config"]
+    config = project.config
+    if ckpt["classes"] != config.classes or ckpt["channels"] != config.channels:
+        raise PcalError(f"{folder / MODEL_FILE}: trained for other classes or input channels than this project")
+    confusion = np.zeros((config.num_classes, config.num_classes), dtype=np.int64)
+    for done, name in enumerate(names, start=1):
+        scene = read_ply(project.scene_path(split, name))
+        prediction = predict_scene(model, scene, config.channels, ckpt["voxel_size"], config.num_classes, torch_device)
+        labels = prediction.point_labels
+        confusion += confusion_matrix(scene.label, labels, config.num_classes)
+        if save_predictions:
+            _write_prediction(folder / "predictions" / f"{name}.ply", scene, labels, config.colors)
+        if on_scene is not None:
+            on_scene(done, len(names), name)
+    if not confusion.sum():
+        raise PcalError(f"{project.root}: the '{split}' split has no labelled points to evaluate on")
+    labelled, total = labelled_share(project, round_index)
+    metrics = summarize(confusion, config.classes)
+    metrics.update(
+        split=split,
+        round=round_index,
+        scenes=len(names),
+        labelled_points=labelled,
+        labelled_percent=100.0 * labelled / total if total else 0.0,
+        confusion=confusion.tolist(),
+        checkpoint_step=state["step"],
+    )
+    path = folder / METRICS_FILE
+    existing = _read_metrics(path)
+    existing[split] = metrics
+    write_json(path, existing)
+    return metrics
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_prediction(path: Path, scene, labels: np.ndarray, colors: list[list[int]]) -> None:
+    """A PLY for viewing: ``label`` = prediction, colours = the predicted class's colour."""
+    palette = np.asarray(colors, dtype=np.uint8)
+    view = scene.subset(np.arange(len(scene)))
+    view.label = labels
+    view.rgb = palette[labels]
+    write_ply(path, view)

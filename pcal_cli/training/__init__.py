@@ -1,0 +1,1 @@
+"""Training loops: supervised (more recipes come with the methods that need them)."""

@@ -1,0 +1,61 @@
+"""Checkpoints: model weights + the resolved configuration, loaded with ``weights_only=True``.
+
+A checkpoint is a plain dict of tensors and Python primitives (no pickled objects), so loading a
+file from someone else cannot run code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pcal_cli.atomic import atomic_open
+from pcal_cli.errors import PcalError
+from pcal_cli.models import build_model
+
+FORMAT = "pcal-checkpoint-1"
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, config: dict[str, Any], step: int,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
+    """Write a checkpoint atomically (temporary file + rename)."""
+    state: dict[str, Any] = {
+        "format": FORMAT,
+        "config": config,
+        "step": int(step),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    with atomic_open(path, "wb") as handle:
+        torch.save(state, handle)
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely; anything but a pcal checkpoint is a clear error."""
+    if not Path(path).is_file():
+        raise PcalError(f"{path}: no checkpoint (train this round first)")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # corrupt, truncated or carrying pickled objects
+        raise PcalError(f"{path}: not a loadable pcal checkpoint ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
+        raise PcalError(f"{path}: not a pcal checkpoint")
+    return state
+
+
+def model_from_checkpoint(state: dict[str, Any], device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Rebuild the network recorded in a checkpoint and load its weights."""
+    config = state["config"]
+    model = build_model(config["backbone"], config["in_channels"], config["num_classes"], cr=config["cr"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise PcalError(f"checkpoint weights do not fit a {config['backbone']} (cr {config['cr']}): "
+                        f"{str(exc).splitlines()[0]}") from None
+    return model.to(device)

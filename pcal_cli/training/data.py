@@ -1,0 +1,101 @@
+"""From scenes to network inputs: input features, augmentation, voxelisation, batching.
+
+Pure functions of arrays and an explicit ``numpy.random.Generator``; no file I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from pcal_cli.data.scene import Scene
+from pcal_cli.geometry.grid import linear_keys
+from pcal_cli.sparse import SparseTensor
+
+
+@dataclass
+class Voxelized:
+    """One scene on the voxel grid: ``coords`` (V, 3) int32, ``feats`` (V, C) float32,
+    ``labels`` (V,) int64 (-1 unknown) and ``inverse`` (N,) int64 mapping points to voxels."""
+
+    coords: np.ndarray
+    feats: np.ndarray
+    labels: np.ndarray
+    inverse: np.ndarray
+
+
+def input_channels(channels: list[str]) -> int:
+    """Feature width: x y z (centred) plus 3 for rgb and 1 for intensity."""
+    return 3 + 3 * ("rgb" in channels) + ("intensity" in channels)
+
+
+def point_features(xyz: np.ndarray, scene: Scene, channels: list[str], rgb: np.ndarray | None = None) -> np.ndarray:
+    """Per-point input features: x, y centred on the scene, z above its lowest point (metres),
+    colours in -0.5..0.5, intensity divided by its 99th percentile."""
+    centre = np.array([xyz[:, 0].mean(), xyz[:, 1].mean(), xyz[:, 2].min()], dtype=np.float32)
+    parts = [xyz.astype(np.float32) - centre]
+    if "rgb" in channels:
+        colours = (scene.rgb if rgb is None else rgb).astype(np.float32) / 255.0 - 0.5
+        parts.append(colours)
+    if "intensity" in channels:
+        values = scene.intensity.astype(np.float32)
+        scale = float(np.percentile(values, 99)) if len(values) else 1.0
+        parts.append((values / (scale if scale > 0 else 1.0))[:, None])
+    return np.concatenate(parts, axis=1)
+
+
+def augment(xyz: np.ndarray, rgb: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """Random rotation about z, scaling 0.9-1.1, x/y flips, 1 cm jitter, colour jitter."""
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    c, s = np.cos(angle), np.sin(angle)
+    rotation = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    flips = np.where(rng.random(2) < 0.5, -1.0, 1.0)
+    rotation[:, :2] *= flips
+    scale = rng.uniform(0.9, 1.1)
+    out = (xyz.astype(np.float64) @ rotation.T) * scale
+    out += np.clip(rng.normal(0.0, 0.01, out.shape), -0.05, 0.05)
+    if rgb is not None:
+        gain = rng.uniform(0.8, 1.2)
+        shift = rng.uniform(-20.0, 20.0, 3)
+        rgb = np.clip(rgb.astype(np.float64) * gain + shift + rng.normal(0.0, 3.0, rgb.shape), 0, 255).astype(np.uint8)
+    return out.astype(np.float32), rgb
+
+
+def voxelize(xyz: np.ndarray, feats: np.ndarray, labels: np.ndarray, voxel_size: float,
+             num_classes: int) -> Voxelized:
+    """Quantise points to voxels; a voxel's features are its first point's, its label the
+    majority of its points' *known* labels (-1 when none is known; ties go to the lower id)."""
+    cells = np.floor(xyz / voxel_size).astype(np.int64)
+    cells -= cells.min(axis=0, initial=0) if len(cells) else 0
+    _, first, inverse = np.unique(linear_keys(cells), return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    voxels = len(first)
+    known = labels >= 0
+    votes = np.bincount(inverse[known] * num_classes + labels[known].astype(np.int64),
+                        minlength=voxels * num_classes).reshape(voxels, num_classes)
+    voxel_labels = np.where(votes.max(axis=1) > 0, votes.argmax(axis=1), -1)
+    return Voxelized(coords=cells[first].astype(np.int32), feats=feats[first].astype(np.float32),
+                     labels=voxel_labels.astype(np.int64), inverse=inverse.astype(np.int64))
+
+
+def crop(xyz: np.ndarray, max_points: int, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of at most ``max_points`` points nearest to a random labelled point (all when fewer)."""
+    if len(xyz) <= max_points:
+        return np.arange(len(xyz))
+    candidates = np.flatnonzero(labels >= 0)
+    centre = xyz[rng.choice(candidates) if len(candidates) else rng.integers(len(xyz))]
+    _, index = cKDTree(xyz).query(centre, k=max_points)
+    return np.sort(index)
+
+
+def collate(items: list[Voxelized], device: torch.device) -> tuple[SparseTensor, torch.Tensor]:
+    """Batch voxelised scenes into one SparseTensor (batch index first) and the voxel labels."""
+    coords = np.concatenate([np.concatenate([np.full((len(v.coords), 1), b, np.int32), v.coords], axis=1)
+                             for b, v in enumerate(items)])
+    feats = np.concatenate([v.feats for v in items])
+    labels = np.concatenate([v.labels for v in items])
+    tensor = SparseTensor(torch.from_numpy(feats).to(device), torch.from_numpy(coords).to(device))
+    return tensor, torch.from_numpy(labels).to(device)

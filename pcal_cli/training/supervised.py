@@ -1,0 +1,243 @@
+"""Supervised training on the labels known in a round (or on all ground truth with ``full``).
+
+Every step draws its scenes and augmentations from ``numpy.random.default_rng([seed, step])`` and
+seeds torch with ``(seed, step)`` too, so a run resumed from its partial checkpoint continues
+exactly as an uninterrupted one would, and the same seed gives the same weights on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pcal_cli import __version__
+from pcal_cli.data.ply import read_ply
+from pcal_cli.data.scene import Scene
+from pcal_cli.errors import PcalError
+from pcal_cli.models import MODELS, build_model
+from pcal_cli.project import Project
+from pcal_cli.rounds import labelled_scenes, load_labels, run_dir
+from pcal_cli.training.checkpoint import load_checkpoint, save_checkpoint
+from pcal_cli.training.data import augment, collate, crop, input_channels, point_features, voxelize
+
+OPTIMIZERS = ("adamw", "sgd")
+MODEL_FILE = "model.pt"
+PARTIAL_FILE = "model.partial.pt"
+
+
+@dataclass
+class TrainOptions:
+    """Training hyper-parameters (all recorded in the checkpoint)."""
+
+    backbone: str = "minkunet"
+    cr: float = 0.5
+    steps: int = 1000
+    epochs: float | None = None
+    lr: float = 2e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-4
+    batch_size: int = 2
+    max_points: int = 200_000
+    device: str = "auto"
+    seed: int = 0
+    warm_start: bool = False
+    checkpoint_every: int = 100
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    skipped: bool
+    steps: int
+    final_loss: float | None
+    seconds: float
+    labelled_points: int
+    labelled_scenes: int
+    resumed_from: int = 0
+
+
+StepCallback = Callable[[int, int, float], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; asking for CUDA without it is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise PcalError("--device cuda: no CUDA device is available (this torch build: "
+                            f"{torch.__version__}); use --device cpu")
+        return torch.device(name)
+    raise PcalError(f"unknown device '{name}' (choose auto, cpu or cuda)")
+
+
+def check_options(options: TrainOptions) -> None:
+    if options.backbone not in MODELS:
+        raise PcalError(f"unknown backbone '{options.backbone}' (choose from {', '.join(MODELS)})")
+    if options.optimizer not in OPTIMIZERS:
+        raise PcalError(f"unknown optimizer '{options.optimizer}' (choose from {', '.join(OPTIMIZERS)})")
+    for name in ("cr", "lr", "batch_size", "max_points", "checkpoint_every"):
+        if not getattr(options, name) > 0:
+            raise PcalError(f"--{name.replace('_', '-')} must be positive")
+    if options.epochs is None and options.steps < 1:
+        raise PcalError("--steps must be at least 1")
+    if options.epochs is not None and options.epochs <= 0:
+        raise PcalError("--epochs must be positive")
+
+
+def load_training_scenes(project: Project, round_index: int | None) -> list[tuple[Scene, np.ndarray]]:
+    """Training scenes with the labels the round knows (``None``: all ground truth, the reference).
+
+    The PLY's ground truth is dropped from every scene returned for a round.
+    """
+    if not project.scenes("train"):
+        raise PcalError(f"{project.root}: the project has no training scenes")
+    names = project.scenes("train") if round_index is None else labelled_scenes(project, round_index)
+    scenes = []
+    for name in names:
+        scene = read_ply(project.scene_path("train", name))
+        if round_index is None:
+            labels = scene.label.copy()
+        else:
+            labels = load_labels(project, round_index, name, len(scene))
+        scene.label = np.full(len(scene), -1, dtype=np.int16)  # never let ground truth leak
+        if (labels >= 0).any():
+            scenes.append((scene, labels))
+    if not scenes:
+        where = "the training split" if round_index is None else f"round {round_index}"
+        raise PcalError(f"{project.root}: {where} has no labelled points to train on")
+    return scenes
+
+
+def train(project: Project, round_index: int | None, options: TrainOptions, *, resume: bool = False,
+          force: bool = False, on_step: StepCallback | None = None) -> TrainResult:
+    """Train a model on a round's labels (``round_index=None``: the full-supervision reference)
+    and write ``model.pt`` in the round folder."""
+    check_options(options)
+    device = resolve_device(options.device)
+    folder = run_dir(project, round_index)
+    final_path, partial_path = folder / MODEL_FILE, folder / PARTIAL_FILE
+    if final_path.exists() and not force:
+        return TrainResult(final_path, True, 0, None, 0.0, 0, 0)
+    if partial_path.exists() and not (resume or force):
+        raise PcalError(f"{partial_path}: an interrupted training run exists; pass --resume to continue it "
+                        "or --force to start over")
+    scenes = load_training_scenes(project, round_index)
+    config = project.config
+    steps = options.steps
+    if options.epochs is not None:
+        steps = max(1, math.ceil(options.epochs * len(scenes) / options.batch_size))
+    resolved = _resolved_config(project, round_index, options, steps, scenes)
+
+    torch.manual_seed(options.seed)
+    model = build_model(options.backbone, resolved["in_channels"], config.num_classes, cr=options.cr,
+                        seed=options.seed).to(device)
+    if options.warm_start and round_index is not None and round_index > 0:
+        previous = project.round_dir(round_index - 1) / MODEL_FILE
+        state = load_checkpoint(previous)
+        if state["config"]["backbone"] != options.backbone or state["config"]["cr"] != options.cr:
+            raise PcalError(f"--warm-start: {previous} is a {state['config']['backbone']} cr "
+                            f"{state['config']['cr']}, not {options.backbone} cr {options.cr}")
+        model.load_state_dict(state["model"])
+        resolved["warm_start_from"] = str(previous.relative_to(project.root))
+    optimizer = _optimizer(model, options)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(steps))
+    start = 0
+    if resume and partial_path.exists() and not force:
+        state = load_checkpoint(partial_path, device)
+        if state["config"] != resolved:
+            raise PcalError(f"{partial_path}: was started with other settings; pass the same options, "
+                            "or --force to start over")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = state["step"]
+
+    began = time.perf_counter()
+    loss_value = None
+    model.train()
+    for step in range(start, steps):
+        loss_value = _train_step(model, optimizer, scenes, options, config, step, device)
+        scheduler.step()
+        done = step + 1
+        if done % options.checkpoint_every == 0 and done < steps:
+            save_checkpoint(partial_path, model, resolved, done, optimizer, scheduler)
+        if on_step is not None:
+            on_step(done, steps, loss_value)
+    save_checkpoint(final_path, model, resolved, steps)
+    partial_path.unlink(missing_ok=True)
+    return TrainResult(final_path, False, steps, loss_value, time.perf_counter() - began,
+                       resolved["labelled_points"], len(scenes), resumed_from=start)
+
+
+def _train_step(model, optimizer, scenes, options, config, step, device) -> float:
+    rng = np.random.default_rng([options.seed, step])
+    torch.manual_seed(options.seed * 1_000_003 + step)
+    count = min(options.batch_size, len(scenes))
+    items = []
+    for index in rng.choice(len(scenes), size=count, replace=False):
+        scene, labels = scenes[index]
+        keep = crop(scene.xyz, options.max_points, labels, rng)
+        xyz, rgb = augment(scene.xyz[keep], None if scene.rgb is None else scene.rgb[keep], rng)
+        feats = point_features(xyz, scene.subset(keep), config.channels, rgb=rgb)
+        items.append(voxelize(xyz, feats, labels[keep], config.voxel_size, config.num_classes))
+    inputs, targets = collate(items, device)
+    logits, _ = model(inputs)
+    if not (targets >= 0).any():
+        return 0.0
+    loss = F.cross_entropy(logits, targets, ignore_index=-1)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def _optimizer(model: torch.nn.Module, options: TrainOptions) -> torch.optim.Optimizer:
+    if options.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=options.lr, momentum=0.9, nesterov=True,
+                               weight_decay=options.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+
+
+def _cosine(steps: int) -> Callable[[int], float]:
+    warmup = max(1, min(100, steps // 20))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _resolved_config(project: Project, round_index: int | None, options: TrainOptions, steps: int,
+                     scenes: list[tuple[Scene, np.ndarray]]) -> dict[str, Any]:
+    config = project.config
+    resolved = asdict(options)
+    resolved.update(
+        steps=steps,
+        round=round_index,
+        full=round_index is None,
+        in_channels=input_channels(config.channels),
+        num_classes=config.num_classes,
+        classes=list(config.classes),
+        channels=list(config.channels),
+        voxel_size=config.voxel_size,
+        labelled_points=int(sum(int((labels >= 0).sum()) for _, labels in scenes)),
+        labelled_scenes=[scene.name for scene, _ in scenes],
+        pcal_version=__version__,
+        warm_start_from=None,
+    )
+    resolved.pop("device")  # where it ran does not change what it is
+    return resolved

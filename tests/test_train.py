@@ -1,0 +1,199 @@
+"""``train`` and ``evaluate`` on tiny synthetic projects (tiny networks, a few steps)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pcal_cli.atomic import write_npy
+from pcal_cli.data.ply import read_ply, write_ply
+from pcal_cli.errors import PcalError
+from pcal_cli.evaluation.metrics import confusion_matrix, iou_per_class, summarize
+from pcal_cli.prepare import PrepareOptions, prepare_project
+from pcal_cli.project import Project
+from pcal_cli.training.checkpoint import load_checkpoint
+from pcal_cli.training.data import voxelize
+from pcal_cli.training.supervised import TrainOptions, train
+
+TINY = dict(backbone="minkunet", cr=0.125, steps=4, batch_size=2, device="cpu", checkpoint_every=2)
+
+
+@pytest.fixture(scope="module")
+def base_project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("proj") / "p"
+    prepare_project("synthetic", None, root, {"scenes": 3, "points": 1500}, PrepareOptions(regions="none"))
+    return root
+
+
+@pytest.fixture
+def project(base_project, tmp_path):
+    import shutil
+
+    root = tmp_path / "p"
+    shutil.copytree(base_project, root)
+    return Project.open(root)
+
+
+def _label_round(project, round_index=0, fraction=0.05, seed=0):
+    """Reveal a random ``fraction`` of each training scene's points as round ``round_index``."""
+    rng = np.random.default_rng(seed)
+    for name in project.scenes("train"):
+        scene = read_ply(project.scene_path("train", name))
+        labels = np.full(len(scene), -1, dtype=np.int16)
+        pick = rng.random(len(scene)) < fraction
+        labels[pick] = scene.label[pick]
+        write_npy(project.round_dir(round_index) / "labels" / f"{name}.npy", labels)
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_voxel_label_is_the_majority_of_known_labels():
+    xyz = np.array([[0.01, 0, 0], [0.02, 0, 0], [0.03, 0, 0], [0.04, 0, 0], [0.5, 0, 0]], dtype=np.float32)
+    labels = np.array([2, 1, 1, -1, -1])
+    v = voxelize(xyz, np.zeros((5, 1), np.float32), labels, 0.1, 3)
+    assert v.labels.tolist() == [1, -1]  # first point says 2, the majority says 1
+    assert v.inverse.tolist() == [0, 0, 0, 0, 1]
+
+
+def test_train_reads_round_labels_only_and_is_deterministic(project):
+    _label_round(project)
+    first = train(project, 0, TrainOptions(**TINY))
+    assert not first.skipped and first.steps == 4 and np.isfinite(first.final_loss)
+    state = load_checkpoint(first.path)
+    expected = sum(int((np.load(p) >= 0).sum()) for p in (project.round_dir(0) / "labels").glob("*.npy"))
+    assert state["config"]["labelled_points"] == expected
+    assert state["config"]["seed"] == 0 and state["config"]["round"] == 0
+    weights = _weights(first.path)
+
+    for name in project.scenes("train"):  # scramble the ground truth in the PLYs
+        path = project.scene_path("train", name)
+        scene = read_ply(path)
+        scene.label = np.zeros_like(scene.label)
+        write_ply(path, scene)
+    again = train(project, 0, TrainOptions(**TINY), force=True)
+    assert _same(weights, _weights(again.path))  # same labels + seed -> same weights; GT never read
+
+    other_seed = train(project, 0, TrainOptions(**{**TINY, "seed": 1}), force=True)
+    assert not _same(weights, _weights(other_seed.path))
+
+
+def test_existing_model_is_skipped(project):
+    _label_round(project)
+    train(project, 0, TrainOptions(**TINY))
+    assert train(project, 0, TrainOptions(**TINY)).skipped
+
+
+def test_interrupted_run_resumes_to_the_same_weights(project):
+    _label_round(project)
+    reference = _weights(train(project, 0, TrainOptions(**{**TINY, "steps": 6})).path)
+    (project.round_dir(0) / "model.pt").unlink()
+
+    def interrupt(done, total, loss):
+        if done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(project, 0, TrainOptions(**{**TINY, "steps": 6}), on_step=interrupt)
+    assert (project.round_dir(0) / "model.partial.pt").is_file()
+    assert not (project.round_dir(0) / "model.pt").exists()
+    with pytest.raises(PcalError, match="--resume"):
+        train(project, 0, TrainOptions(**{**TINY, "steps": 6}))
+    with pytest.raises(PcalError, match="other settings"):
+        train(project, 0, TrainOptions(**{**TINY, "steps": 6, "lr": 0.1}), resume=True)
+    resumed = train(project, 0, TrainOptions(**{**TINY, "steps": 6}), resume=True)
+    assert resumed.resumed_from == 4
+    assert _same(reference, _weights(resumed.path))
+    assert not (project.round_dir(0) / "model.partial.pt").exists()
+
+
+def test_full_reference_and_evaluate(project):
+    result = train(project, None, TrainOptions(**{**TINY, "backbone": "spvcnn"}))
+    assert result.path == project.root / "full" / "model.pt"
+    assert result.labelled_points == 3000
+    from pcal_cli.evaluation.evaluate import evaluate
+
+    metrics = evaluate(project, None, "test", device="cpu", save_predictions=True)
+    assert metrics["points"] == 1500 and metrics["labelled_percent"] == 100.0
+    assert 0.0 <= metrics["miou"] <= 1.0 and set(metrics["iou"]) == set(project.config.classes)
+    saved = json.loads((project.root / "full" / "metrics.json").read_text())
+    assert saved["test"]["miou"] == metrics["miou"]
+    prediction = read_ply(project.root / "full" / "predictions" / "room_002.ply")
+    assert len(prediction) == 1500
+    confusion = np.array(metrics["confusion"])
+    truth = read_ply(project.scene_path("test", "room_002")).label
+    np.testing.assert_array_equal(confusion, confusion_matrix(truth, prediction.label, 13))
+
+
+def test_warm_start_uses_the_previous_round(project):
+    _label_round(project, 0)
+    train(project, 0, TrainOptions(**TINY))
+    _label_round(project, 1, fraction=0.1)
+    result = train(project, 1, TrainOptions(**{**TINY, "warm_start": True}))
+    assert load_checkpoint(result.path)["config"]["warm_start_from"] == "rounds/r000/model.pt"
+    with pytest.raises(PcalError, match="warm-start"):
+        train(project, 1, TrainOptions(**{**TINY, "warm_start": True, "cr": 0.25}), force=True)
+
+
+def test_metrics_rules():
+    confusion = confusion_matrix(np.array([0, 0, 1, 1, -1]), np.array([0, 1, 1, 1, 2]), 3)
+    assert confusion.tolist() == [[1, 1, 0], [0, 2, 0], [0, 0, 0]]
+    iou = iou_per_class(confusion)
+    assert iou[0] == pytest.approx(0.5) and iou[1] == pytest.approx(2 / 3) and np.isnan(iou[2])
+    summary = summarize(confusion, ["a", "b", "c"])
+    assert summary["miou"] == pytest.approx((0.5 + 2 / 3) / 2) and summary["iou"]["c"] is None
+    assert summary["oa"] == pytest.approx(0.75) and summary["classes_in_mean"] == 2
+
+
+def _clean_failure(result, fragment):
+    assert result.code == 2, result.err
+    assert fragment in result.err, result.err
+    assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+
+
+def test_cli_bad_inputs(pcal, project, tmp_path, monkeypatch):
+    p = project.root
+    _clean_failure(pcal("train", "-p", p, "--steps", "1"), "no labelling rounds")
+    (p / "rounds" / "r000").mkdir()
+    _clean_failure(pcal("train", "-p", p, "--steps", "1"), "no labelled points")
+    _label_round(project)
+    _clean_failure(pcal("train", "-p", p, "--backbone", "pointnet"), "unknown backbone")
+    _clean_failure(pcal("train", "-p", p, "--round", "7"), "round 7 does not exist")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _clean_failure(pcal("train", "-p", p, "--device", "cuda"), "no CUDA device")
+    _clean_failure(pcal("evaluate", "-p", p), "no checkpoint")
+    (p / "rounds" / "r000" / "model.pt").write_bytes(b"not a checkpoint")
+    _clean_failure(pcal("evaluate", "-p", p), "not a loadable pcal checkpoint")
+
+    empty = tmp_path / "testonly"
+    prepare_project("synthetic", None, empty, {"scenes": 1, "points": 500}, PrepareOptions(regions="none"))
+    _clean_failure(pcal("train", "-p", empty, "--full"), "no training scenes")
+
+
+def test_cli_train_then_evaluate(pcal, project):
+    _label_round(project)
+    p = project.root
+    result = pcal("train", "-p", p, "--cr", "0.125", "--steps", "2", "--device", "cpu")
+    assert result.code == 0, result.err
+    assert "trained round 0" in result.out
+    assert "skipped" in pcal("train", "-p", p, "--steps", "2").err
+    result = pcal("evaluate", "-p", p, "--device", "cpu")
+    assert result.code == 0, result.err
+    assert "mIoU" in result.out and "ceiling" in result.out
+    assert "test" in json.loads((p / "rounds" / "r000" / "metrics.json").read_text())
+
+
+def test_pickled_checkpoint_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"format": "pcal-checkpoint-1", "model": {}, "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(PcalError, match="not a loadable"):
+        load_checkpoint(tmp_path / "evil.pt")
