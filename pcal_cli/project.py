@@ -27,6 +27,7 @@ import yaml
 
 from pcal_cli.atomic import write_text
 from pcal_cli.data.datasets.base import SPLITS
+from pcal_cli.data.ply import ply_vertex_count
 from pcal_cli.errors import PcalError
 
 CONFIG_NAME = "pcal.yaml"
@@ -198,6 +199,10 @@ class Project:
         if missing:
             raise PcalError(f"{missing[0]}: scene listed in {CONFIG_NAME} is missing ({len(missing)} missing)")
         return paths
+
+    def point_count(self, split: str) -> int:
+        """Points of a split, from the PLY headers (the scenes are not loaded)."""
+        return sum(ply_vertex_count(path) for path in self.scene_files(split))
 
     def rounds(self) -> list[int]:
         """Indices of the round folders present, ascending."""

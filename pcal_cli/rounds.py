@@ -1,23 +1,43 @@
-"""Round folders: which files a round holds and how its label files are read.
+"""The round engine's files: which files a round holds, how labels grow, the ledger.
 
-    rounds/rNNN/labels/<scene>.npy   labels known in round N (int16, -1 unknown), one per
-                                     training scene that has any known label
+    rounds/rNNN/labels/<scene>.npy   labels known in round N (int16): a class id, -1 unknown,
+                                     -2 asked but void (the point has no valid class, e.g.
+                                     unannotated in the ground truth); one file per training
+                                     scene with any asked point
+    rounds/rNNN/labelling.json       how round N's labels were obtained (source, unit, counts)
     rounds/rNNN/model.pt             checkpoint trained on those labels
     rounds/rNNN/metrics.json         evaluation of model.pt, keyed by split
+    rounds/rNNN/scores/              acquisition scores per scene (+ config.json)
+    rounds/rNNN/queries.json         the units selected to be labelled next
+    ledger.jsonl                     one line per scene and labelling event
 
-Training reads only the label files, never the ground truth stored in the PLYs.
+A new round folder (its label files and ``labelling.json``) is built under a temporary name and
+renamed into place, so it is complete or absent. The ledger is then brought in line with the
+round folders, so an interruption between the two is repaired by the next command. Training and
+scoring read only label files, never the ground truth stored in the PLYs.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from pcal_cli.atomic import TMP_SUFFIX, fsync_dir, write_json, write_npy, write_text
 from pcal_cli.errors import PcalError
 from pcal_cli.project import Project
 
 FULL_DIR = "full"  # the full-supervision reference: PROJ/full/model.pt
+LABELLING_FILE = "labelling.json"
+QUERIES_FILE = "queries.json"
+SOURCES = ("seed", "oracle", "import")
+UNKNOWN = -1
+VOID = -2  # asked, no valid class: never asked again, never trained on
 
 
 def run_dir(project: Project, round_index: int | None) -> Path:
@@ -58,8 +78,8 @@ def load_labels(project: Project, round_index: int, scene: str, num_points: int)
     if labels.shape != (num_points,) or not np.issubdtype(labels.dtype, np.integer):
         raise PcalError(f"{path}: expected {num_points} integer labels, found shape {labels.shape} {labels.dtype}")
     num_classes = project.config.num_classes
-    if labels.size and (labels.min() < -1 or labels.max() >= num_classes):
-        raise PcalError(f"{path}: label ids outside -1..{num_classes - 1}")
+    if labels.size and (labels.min() < VOID or labels.max() >= num_classes):
+        raise PcalError(f"{path}: label ids outside {VOID}..{num_classes - 1}")
     return labels.astype(np.int16)
 
 
@@ -67,3 +87,159 @@ def labelled_scenes(project: Project, round_index: int) -> list[str]:
     """Training scenes that have a label file in the round."""
     folder = labels_dir(project, round_index)
     return [name for name in project.scenes("train") if (folder / f"{name}.npy").is_file()]
+
+
+def labelled_counts(project: Project, round_index: int) -> dict[str, int]:
+    """Points asked per scene in a round, void ones included: what the budget counts (scenes
+    without a label file are absent)."""
+    folder = labels_dir(project, round_index)
+    counts = {}
+    for name in labelled_scenes(project, round_index):
+        counts[name] = int((np.load(folder / f"{name}.npy", allow_pickle=False) != UNKNOWN).sum())
+    return counts
+
+
+@dataclass
+class LabelCommit:
+    """What a labelling event added: the new round and per-scene counts."""
+
+    round: int
+    points: int
+    scenes: dict[str, int]
+    skipped: bool = False
+
+
+def commit_labels(
+    project: Project,
+    new_round: int,
+    updates: dict[str, np.ndarray],
+    *,
+    source: str,
+    unit: str,
+    units: dict[str, int] | None = None,
+    allow_relabel: bool = False,
+    details: dict[str, Any] | None = None,
+) -> LabelCommit:
+    """Create round ``new_round`` = the previous round's labels updated with ``updates``.
+
+    ``updates`` maps a scene to its full label array for the new round (-1 unknown). Labels only
+    grow: a label known before must stay known, and keep its class unless ``allow_relabel``.
+    The same function serves the seed, the oracle and a person's import (``source``).
+    """
+    if source not in SOURCES:
+        raise PcalError(f"unknown label source '{source}'")
+    target = project.round_dir(new_round)
+    if target.exists():
+        raise PcalError(f"{target}: round {new_round} already exists")
+    previous = new_round - 1 if new_round > 0 else None
+    if previous is not None and not project.round_dir(previous).is_dir():
+        raise PcalError(f"round {previous} does not exist, cannot create round {new_round}")
+    train = project.scenes("train")
+    unknown = sorted(set(updates) - set(train))
+    if unknown:
+        raise PcalError(f"labels for scenes outside the training split: {', '.join(unknown[:5])}")
+
+    for leftover in project.rounds_dir.glob(f".r{new_round:03d}.*{TMP_SUFFIX}"):
+        shutil.rmtree(leftover, ignore_errors=True)  # an interrupted attempt (callers hold the lock)
+    staging = project.rounds_dir / f".r{new_round:03d}.{os.getpid()}{TMP_SUFFIX}"
+    (staging / "labels").mkdir(parents=True)
+    try:
+        added: dict[str, int] = {}
+        carried = labelled_scenes(project, previous) if previous is not None else []
+        for name in train:
+            if name not in updates and name not in carried:
+                continue
+            new = updates.get(name)
+            old = None
+            if name in carried:
+                path = labels_dir(project, previous) / f"{name}.npy"
+                old = np.load(path, allow_pickle=False).astype(np.int16)
+            if new is None:
+                new = old
+            new = np.asarray(new).astype(np.int16)
+            if old is not None:
+                _check_growth(name, old, new, allow_relabel)
+            gained = int((new != UNKNOWN).sum()) - (0 if old is None else int((old != UNKNOWN).sum()))
+            if gained:
+                added[name] = gained
+            if (new != UNKNOWN).any():
+                write_npy(staging / "labels" / f"{name}.npy", new)
+        record = {
+            "round": new_round,
+            "source": source,
+            "unit": unit,
+            "points_added": int(sum(added.values())),
+            "scenes": {name: {"points": pts, "units": int((units or {}).get(name, 0))} for name, pts in added.items()},
+        }
+        record.update(details or {})
+        write_json(staging / LABELLING_FILE, record)
+        os.replace(staging, target)
+        fsync_dir(project.rounds_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    sync_ledger(project)
+    return LabelCommit(new_round, record["points_added"], added)
+
+
+def _check_growth(name: str, old: np.ndarray, new: np.ndarray, allow_relabel: bool) -> None:
+    if old.shape != new.shape:
+        raise PcalError(f"scene {name}: {len(new)} labels given for {len(old)} points")
+    known = old != UNKNOWN
+    lost = known & (new == UNKNOWN)
+    if lost.any():
+        raise PcalError(f"scene {name}: {int(lost.sum())} known label(s) would be lost; labels only grow")
+    changed = known & (new != old)
+    if changed.any() and not allow_relabel:
+        raise PcalError(f"scene {name}: {int(changed.sum())} known label(s) would change class "
+                        "(pass --allow-relabel to accept corrections)")
+
+
+def read_ledger(project: Project) -> list[dict[str, Any]]:
+    """The ledger's entries (a missing ledger is empty)."""
+    path = project.ledger_path
+    if not path.is_file():
+        return []
+    entries = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            raise PcalError(f"{path}:{number}: not a JSON line") from None
+    return entries
+
+
+def sync_ledger(project: Project) -> int:
+    """Append the entries of every round folder the ledger does not record yet; return how many."""
+    entries = read_ledger(project)
+    recorded = {e.get("round") for e in entries}
+    new_lines = []
+    for index in project.rounds():
+        if index in recorded:
+            continue
+        path = project.round_dir(index) / LABELLING_FILE
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        for scene, counts in sorted(record["scenes"].items()):
+            new_lines.append({"round": index, "scene": scene, "unit": record["unit"], "units": counts["units"],
+                              "points": counts["points"], "source": record["source"]})
+    if new_lines:
+        text = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries + new_lines)
+        write_text(project.ledger_path, text)
+    return len(new_lines)
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object written by pcal; a missing or broken file is a clear error."""
+    if not path.is_file():
+        raise PcalError(f"{path}: no {what}")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        raise PcalError(f"{path}: {what} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise PcalError(f"{path}: {what} is not a JSON object")
+    return data

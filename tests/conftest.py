@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny tensors: threads only add contention (subprocesses too)
+
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from pcal_cli.cli import main
+
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -24,14 +24,22 @@ def _run(script, *args, cwd, **env):
 
 
 def test_every_example_is_tested():
-    tested = {"synthetic_demo.sh", "prepare_folder.sh"}
+    tested = {"synthetic_demo.sh", "prepare_folder.sh",
+              "cloudcompare_labelling.sh"}  # run by tests/test_annotation.py
     assert {p.name for p in EXAMPLES.glob("*.sh")} == tested
 
 
 def test_synthetic_demo(tmp_path):
-    done = _run("synthetic_demo.sh", tmp_path / "demo", cwd=tmp_path, SCENES="3", POINTS="2000")
-    assert "class histogram" in done.stdout
-    assert Project.open(tmp_path / "demo").config.splits["train"] == ["room_000", "room_001"]
+    tiny = dict(SCENES="3", POINTS="2000", ROUNDS="2", STEPS="2", CR="0.125", DEVICE="cpu", SEED_BUDGET="10%",
+                BUDGET="8%")
+    done = _run("synthetic_demo.sh", tmp_path / "demo", cwd=tmp_path, **tiny)
+    assert "class histogram" in done.stdout and "mIoU" in done.stdout
+    project = Project.open(tmp_path / "demo")
+    assert project.config.splits["train"] == ["room_000", "room_001"]
+    assert project.rounds() == [0, 1, 2]
+    assert (tmp_path / "demo" / "report" / "learning_curve.png").is_file()
+    again = _run("synthetic_demo.sh", tmp_path / "demo", cwd=tmp_path, **{**tiny, "ROUNDS": "1"})
+    assert "continuing" in again.stderr and Project.open(tmp_path / "demo").rounds() == [0, 1, 2, 3]
 
 
 def test_prepare_folder(tmp_path):

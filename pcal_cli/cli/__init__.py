@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from pcal_cli import __version__
-from pcal_cli.cli import planned, prepare, train
+from pcal_cli.cli import loop, prepare, report, train
 from pcal_cli.cli.common import err
 from pcal_cli.errors import PcalError
 
@@ -49,7 +49,8 @@ def root(
 
 prepare.register(app)
 train.register(app)
-planned.register(app)
+loop.register(app)
+report.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

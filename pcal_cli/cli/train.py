@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate", help=EVALUATE_HELP)(evaluate_command)
 
 
-RoundOption = Annotated[Optional[int], typer.Option("--round", "-r", help="Round number [latest].",
+RoundOption = Annotated[Optional[int], typer.Option("--round", "-r", help="Round number (default: latest).",
                                                     show_default=False)]
 FullOption = Annotated[bool, typer.Option("--full", help="The full-supervision reference (all training ground truth).")]
 DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda.")]

@@ -25,6 +25,7 @@ LABEL_NAMES = ("label", "scalar_label", "scalar_Label", "class", "scalar_class",
                "classification", "scalar_Classification")
 REGION_NAMES = ("region", "scalar_region")
 OFFSET_COMMENT = "pcal_offset"
+HEADER_LIMIT = 1 << 16  # a PLY header longer than this is not one pcal can count cheaply
 
 
 def read_ply(path: str | os.PathLike, label_field: str | None = None, name: str | None = None) -> Scene:
@@ -96,6 +97,25 @@ def write_ply(path: str | os.PathLike, scene: Scene) -> None:
     ply = PlyData([PlyElement.describe(data, "vertex")], text=False, byte_order="<", comments=comments)
     with atomic_open(path, "wb") as handle:
         ply.write(handle)
+
+
+def ply_vertex_count(path: Path) -> int:
+    """The ``element vertex N`` count of a PLY header."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.readline().strip() != b"ply":
+                raise PcalError(f"{path}: not a PLY file")
+            read = 0
+            for line in handle:
+                read += len(line)
+                words = line.split()
+                if words[:2] == [b"element", b"vertex"] and len(words) == 3 and words[2].isdigit():
+                    return int(words[2])
+                if words[:1] == [b"end_header"] or read > HEADER_LIMIT:
+                    break
+    except OSError as exc:
+        raise PcalError(f"{path}: cannot read ({exc.strerror})") from None
+    raise PcalError(f"{path}: PLY header has no 'element vertex' count")
 
 
 def _offset_from_comments(comments: list[str]) -> np.ndarray:

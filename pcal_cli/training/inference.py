@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from pcal_cli.data.scene import Scene
+from pcal_cli.sparse import SparseTensor
 from pcal_cli.training.data import collate, point_features, voxelize
 
 
@@ -24,14 +25,21 @@ class ScenePrediction:
         return self.logits.argmax(dim=1).numpy()[self.inverse].astype(np.int16)
 
 
+def scene_inputs(scene: Scene, channels: list[str], voxel_size: float, num_classes: int,
+                 device: torch.device) -> tuple[SparseTensor, np.ndarray]:
+    """The network input of a whole scene (no augmentation) and its point -> voxel map."""
+    feats = point_features(scene.xyz, scene, channels)
+    unknown = np.full(len(scene), -1, dtype=np.int16)  # inference never looks at labels
+    voxels = voxelize(scene.xyz, feats, unknown, voxel_size, num_classes)
+    inputs, _ = collate([voxels], device)
+    return inputs, voxels.inverse
+
+
 @torch.no_grad()
 def predict_scene(model: torch.nn.Module, scene: Scene, channels: list[str], voxel_size: float,
                   num_classes: int, device: torch.device) -> ScenePrediction:
     """Voxelise ``scene`` without augmentation, run ``model`` in eval mode, keep outputs on the CPU."""
     model.eval()
-    feats = point_features(scene.xyz, scene, channels)
-    unknown = np.full(len(scene), -1, dtype=np.int16)  # inference never looks at labels
-    voxels = voxelize(scene.xyz, feats, unknown, voxel_size, num_classes)
-    inputs, _ = collate([voxels], device)
+    inputs, inverse = scene_inputs(scene, channels, voxel_size, num_classes, device)
     logits, features = model(inputs)
-    return ScenePrediction(logits.float().cpu(), features.float().cpu(), voxels.inverse)
+    return ScenePrediction(logits.float().cpu(), features.float().cpu(), inverse)

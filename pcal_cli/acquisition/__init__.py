@@ -1,0 +1,101 @@
+"""Acquisition scorers, by name: ``get_scorer("entropy").point_score(probs)``.
+
+Higher score = more informative = selected first. A :class:`ScorerSpec` says what a scorer
+needs, so the round engine knows what to compute before scoring:
+
+- ``point_score(x)``: per-point scores ``[N]`` from ``x`` = softmax probabilities ``[N, C]``,
+  or the stack of ``needs_passes`` MC-dropout passes ``[T, N, C]`` when ``needs_passes > 0``;
+  called as ``point_score(x, rng)`` when ``needs_rng``. Unit scores are then the mean (or max)
+  over a unit's unlabelled points (:func:`unit_scores`).
+- ``unit_level``: scores whole units directly (``segment_entropy``); ``point_score`` is None.
+- ``needs_features``: the selector needs pooled features per unit (:func:`pool_features`).
+- ``selector``: the selector the scorer is meant for (``coreset`` -> ``kcenter``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from pcal_cli.acquisition.aggregate import pool_features, unit_scores
+from pcal_cli.acquisition.mc_dropout import (
+    enable_dropout,
+    mc_dropout_entropy,
+    mc_dropout_mode,
+    mc_dropout_probs,
+    with_classifier_dropout,
+)
+from pcal_cli.acquisition.segment_entropy import segment_entropy
+from pcal_cli.acquisition.uncertainty import confidence, entropy, margin, random_scores
+from pcal_cli.errors import PcalError
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """What a scorer computes and what it needs (see the module docstring)."""
+
+    name: str
+    point_score: Callable[..., np.ndarray] | None
+    needs_passes: int = 0
+    needs_features: bool = False
+    unit_level: bool = False
+    description: str = ""
+    needs_rng: bool = False
+    selector: str = "topk"
+
+
+def random_point_scores(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One uniform random score per row of ``probs`` (the random baseline)."""
+    return random_scores(len(probs), rng)
+
+
+def zero_scores(probs: np.ndarray) -> np.ndarray:
+    """All-zero scores (core-set ranks nothing: k-center greedy selects on features)."""
+    return np.zeros(len(probs), dtype=np.float32)
+
+
+SCORERS: dict[str, ScorerSpec] = {
+    spec.name: spec
+    for spec in (
+        ScorerSpec("random", random_point_scores, needs_rng=True,
+                   description="uniform random scores (seeded)"),
+        ScorerSpec("confidence", confidence, description="1 - max softmax probability"),
+        ScorerSpec("margin", margin, description="1 - (best - second best probability)"),
+        ScorerSpec("entropy", entropy, description="entropy of the softmax probabilities"),
+        ScorerSpec("mc_dropout", mc_dropout_entropy, needs_passes=10,
+                   description="entropy of the mean softmax of 10 MC-dropout passes"),
+        ScorerSpec("segment_entropy", None, unit_level=True,
+                   description="entropy of the predicted-class histogram of a unit (VCD)"),
+        ScorerSpec("coreset", zero_scores, needs_features=True, selector="kcenter",
+                   description="k-center greedy on pooled features (scores are all 0)"),
+    )
+}
+
+
+def get_scorer(name: str) -> ScorerSpec:
+    """The scorer registered as ``name`` (case-insensitive); :class:`PcalError` if unknown."""
+    key = name.strip().lower()
+    if key not in SCORERS:
+        raise PcalError(f"unknown scorer {name!r}; choose one of: {', '.join(sorted(SCORERS))}")
+    return SCORERS[key]
+
+
+__all__ = [
+    "SCORERS",
+    "ScorerSpec",
+    "confidence",
+    "enable_dropout",
+    "entropy",
+    "get_scorer",
+    "margin",
+    "mc_dropout_entropy",
+    "mc_dropout_mode",
+    "mc_dropout_probs",
+    "pool_features",
+    "random_scores",
+    "segment_entropy",
+    "unit_scores",
+    "with_classifier_dropout",
+]

@@ -1,0 +1,311 @@
+"""``pcal seed``, ``score``, ``select``, ``label`` and ``round``: the active learning loop."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from pcal_cli.acquisition import SCORERS
+from pcal_cli.annotation import MANIFEST, export_queries, import_labels
+from pcal_cli.cli.common import ProjectOption, err, out, progress_bar, project_dir
+from pcal_cli.errors import PcalError
+from pcal_cli.methods import METHODS
+from pcal_cli.project import Project
+from pcal_cli.rounds import latest_round, read_json, resolve_round
+from pcal_cli.steps.label import oracle_round
+from pcal_cli.steps.round import run_rounds
+from pcal_cli.steps.score import ScoreSettings, score_round
+from pcal_cli.steps.seed import SEEDERS, seed_round
+from pcal_cli.steps.select import select_round
+from pcal_cli.training.supervised import TrainOptions
+from pcal_cli.units import DEFAULT_CELL, UNITS
+
+RoundOption = Annotated[Optional[int], typer.Option("--round", "-r", help="Round number (default: latest).",
+                                                    show_default=False)]
+UnitOption = Annotated[Optional[str], typer.Option(help=f"Labelling unit: {' | '.join(UNITS)}.", show_default=False)]
+CellOption = Annotated[float, typer.Option(help="Cell size in metres for --unit cell.")]
+BudgetHelp = "Points to label: '3%' of the training points, '20000' points, or '20/scene' units per scene."
+DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Redo the step even if its files exist.")]
+
+label_app = typer.Typer(help="Reveal labels with the oracle (--oracle), or export the queries for a person "
+                        "and import their labels.", invoke_without_command=True, no_args_is_help=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("seed", help=SEED_HELP)(seed_command)
+    app.command("score", help=SCORE_HELP)(score_command)
+    app.command("select", help=SELECT_HELP)(select_command)
+    app.add_typer(label_app, name="label")
+    app.command("round", help=ROUND_HELP)(round_command)
+
+
+def _open(ctx: typer.Context, project: Path | None) -> Project:
+    return Project.open(project_dir(ctx, project))
+
+
+SEED_HELP = f"""Pick the initial labelled set and reveal it as round 0 (ledger source 'seed').
+
+Methods: {', '.join(SEEDERS)}. The budget is counted in points.
+
+Examples:
+
+  pcal seed -p demo --unit region --budget 3%
+
+  pcal seed -p demo --unit point --budget 20/scene --seed 1
+"""
+
+
+def seed_command(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    method: Annotated[str, typer.Option(help=f"{' | '.join(SEEDERS)}.")] = "random",
+    unit: Annotated[str, typer.Option(help=f"Labelling unit: {' | '.join(UNITS)}.")] = "region",
+    budget: Annotated[str, typer.Option(help=BudgetHelp)] = "3%",
+    cell: CellOption = DEFAULT_CELL,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace round 0 when no later round exists.")] = False,
+) -> None:
+    proj = _open(ctx, project)
+    with proj.lock("seed"):
+        commit = seed_round(proj, method, unit, budget, seed, cell, force=force)
+    if commit.skipped:
+        err.print("round 0 exists: skipped (pass --force to replace it)")
+        return
+    out.print(f"round 0: {commit.points:,} points labelled in {len(commit.scenes)} scene(s) "
+              f"({method} {unit}s, budget {budget})")
+
+
+SCORE_HELP = f"""Score the unlabelled pool of a round with its model.
+
+Scorers: {', '.join(SCORERS)}. Writes rounds/rNNN/scores/<scene>.npz; scenes already scored are
+skipped, so an interrupted run continues. --shard i/N scores only the i-th of N slices of the
+scene list, so several processes or machines can share the work.
+
+Example:
+
+  pcal score -p demo --scorer margin --unit region
+"""
+
+
+def score_command(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    round_index: RoundOption = None,
+    scorer: Annotated[str, typer.Option(help="Acquisition function.")] = "margin",
+    unit: Annotated[str, typer.Option(help=f"Labelling unit: {' | '.join(UNITS)}.")] = "region",
+    cell: CellOption = DEFAULT_CELL,
+    aggregate: Annotated[str, typer.Option(help="A unit's score from its points: mean | max.")] = "mean",
+    seed: Annotated[int, typer.Option(help="Seed for random scores and dropout masks.")] = 0,
+    shard: Annotated[Optional[str], typer.Option(help="Score only shard i of N, as 'i/N'.", show_default=False)] = None,
+    device: DeviceOption = "auto",
+    force: ForceOption = False,
+) -> None:
+    proj = _open(ctx, project)
+    target = resolve_round(proj, round_index)
+    settings = ScoreSettings(scorer=scorer, unit=unit, cell=cell, aggregate=aggregate, seed=seed)
+    # shards run side by side, each writing only its own scenes' files: they take no lock
+    with proj.lock("score") if shard is None else nullcontext(), progress_bar() as progress:
+        task = progress.add_task(f"Scoring round {target}", total=None, item="")
+        scored = score_round(proj, target, settings, device=device, shard=shard, force=force,
+                             on_scene=lambda d, t, n: progress.update(task, completed=d, total=t, item=n))
+    out.print(f"round {target}: scored {scored} scene(s) with {scorer} per {unit}")
+
+
+SELECT_HELP = """Select the next queries under a point budget and write rounds/rNNN/queries.json.
+
+Units are ranked by score; a unit that would overshoot the budget is skipped and smaller ones
+further down may still fill it, so the budget is never exceeded. Labelled units are never asked
+again.
+
+Example:
+
+  pcal select -p demo --budget 1%
+"""
+
+
+def select_command(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    round_index: RoundOption = None,
+    budget: Annotated[str, typer.Option(help=BudgetHelp)] = "1%",
+    selector: Annotated[str, typer.Option(help="topk | kcenter.")] = "topk",
+    seed: Annotated[int, typer.Option(help="Seed for randomised selectors.")] = 0,
+    force: ForceOption = False,
+) -> None:
+    proj = _open(ctx, project)
+    target = resolve_round(proj, round_index)
+    with proj.lock("select"):
+        queries = select_round(proj, target, budget, selector=selector, seed=seed, force=force)
+    show_queries(queries)
+
+
+def show_queries(queries: dict, limit: int = 15) -> None:
+    """What was chosen: scene, unit, points, score (no classes: the round does not know them)."""
+    table = Table(title=f"round {queries['round']}: {len(queries['queries'])} {queries['unit']}(s), "
+                        f"{queries['spent_points']:,} of {queries['budget_points']:,} budget points")
+    for column in ("rank", "scene", queries["unit"], "points", "score"):
+        table.add_column(column, justify="left" if column == "scene" else "right")
+    for query in queries["queries"][:limit]:
+        table.add_row(str(query["rank"]), query["scene"], str(query["unit"]), f"{query['points']:,}",
+                      f"{query['score']:.4f}")
+    if len(queries["queries"]) > limit:
+        table.add_row("...", f"{len(queries['queries']) - limit} more", "", "", "")
+    out.print(table)
+
+
+@label_app.callback()
+def label_command(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    round_index: RoundOption = None,
+    oracle: Annotated[bool, typer.Option("--oracle", help="Reveal the ground truth of the queries.")] = False,
+) -> None:
+    """Reveal labels with the oracle (--oracle), or export queries for a person and import their labels."""
+    if project is not None:
+        ctx.obj["project"] = project
+    if ctx.invoked_subcommand is not None:
+        ctx.obj["round"] = round_index
+        return
+    if not oracle:
+        raise PcalError("say how to label: --oracle, or 'pcal label export' / 'pcal label import'")
+    proj = _open(ctx, project)
+    target = resolve_round(proj, round_index)
+    with proj.lock("label --oracle"):
+        commit = oracle_round(proj, target)
+    if commit.skipped:
+        err.print(f"round {commit.round} exists: skipped")
+        return
+    out.print(f"round {commit.round}: {commit.points:,} points labelled by the oracle in {len(commit.scenes)} scene(s)")
+
+
+ROUND_HELP = f"""Run whole active learning rounds: train, evaluate, score, select, label.
+
+Methods: {', '.join(METHODS)}. Each step skips what the round already has, so an interrupted
+run continues where it stopped. After the last round the newly labelled set is trained and
+evaluated too (--no-final skips it). --no-label stops after selecting, for a person to label the
+queries with 'pcal label export' / 'pcal label import'.
+
+Example:
+
+  pcal round -p demo --method margin --rounds 3 --budget 1% --steps 300
+"""
+
+
+def round_command(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    method: Annotated[str, typer.Option(help="A method preset.")] = "margin",
+    rounds: Annotated[int, typer.Option(help="How many rounds to run.")] = 1,
+    budget: Annotated[str, typer.Option(help=BudgetHelp + " Per round.")] = "1%",
+    unit: UnitOption = None,
+    cell: CellOption = DEFAULT_CELL,
+    label: Annotated[bool, typer.Option("--label/--no-label", help="Label with the oracle after selecting.")] = True,
+    final: Annotated[bool, typer.Option("--final/--no-final", help="Train and evaluate the last round.")] = True,
+    backbone: Annotated[str, typer.Option(help="minkunet | spvcnn.")] = "minkunet",
+    cr: Annotated[float, typer.Option(help="Width multiplier of the network.")] = 0.5,
+    steps: Annotated[int, typer.Option(help="Training steps per round.")] = 1000,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
+    batch_size: Annotated[int, typer.Option(help="Scenes per step.")] = 2,
+    warm_start: Annotated[bool, typer.Option("--warm-start", help="Start each round from the previous model.")] = False,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between resumable partial checkpoints.")] = 100,
+    device: DeviceOption = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for training and selection.")] = 0,
+) -> None:
+    proj = _open(ctx, project)
+    if rounds < 1:
+        raise PcalError("--rounds must be at least 1")
+    latest_round(proj)  # a clear error before any work when there is no seed round
+    options = TrainOptions(backbone=backbone, cr=cr, steps=steps, lr=lr, batch_size=batch_size,
+                           warm_start=warm_start, checkpoint_every=checkpoint_every, device=device, seed=seed)
+    with proj.lock(f"round --method {method}"), progress_bar() as progress:
+        task = progress.add_task("Training", total=None, item="")
+
+        def on_step(done: int, total: int, loss: float) -> None:
+            progress.update(task, completed=done, total=total, item=f"loss {loss:.3f}")
+
+        last = run_rounds(proj, method, rounds=rounds, budget=budget, unit=unit, cell=cell, options=options,
+                          label=label, final=final, say=lambda text: progress.console.print(text),
+                          on_step=on_step)
+    out.print(f"done: latest round {last} ({asdict(options)['backbone']} cr {cr}, method {method})")
+
+
+@label_app.command("export", help="""Write the queried scenes for a person to label (CloudCompare PLY or LAS).
+
+Each file holds the whole scene with fields scalar_pid, scalar_query (1 = to label) and
+scalar_Classification (known labels; 255 = to label, 254 = not asked), plus manifest.json with
+the classes, colours and SHA-256 of every file. See docs/labelling.md.
+
+Example:
+
+  pcal label export -p demo --out demo/labelling
+""")
+def label_export_command(
+    ctx: typer.Context,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the files to.")],
+    project: ProjectOption = None,
+    fmt: Annotated[str, typer.Option("--format", help="ply | las.")] = "ply",
+    with_predictions: Annotated[bool, typer.Option("--with-predictions",
+                                                   help="Add scalar_pred from the round's model.")] = False,
+    device: DeviceOption = "auto",
+) -> None:
+    proj = _open(ctx, project)
+    target = resolve_round(proj, ctx.obj.get("round"))
+    predictions = _round_predictions(proj, target, device) if with_predictions else None
+    with proj.lock("label export"):
+        manifest = export_queries(proj, target, out_dir, fmt=fmt, predictions=predictions)
+    table = Table(title=f"round {target}: queries exported to {out_dir}")
+    for column in ("file", "points", "to label"):
+        table.add_column(column, justify="left" if column == "file" else "right")
+    for entry in manifest["scenes"].values():
+        table.add_row(entry["file"], f"{entry['points']:,}", f"{entry['query_points']:,}")
+    out.print(table)
+    out.print(f"label them, save as binary PLY under the same names, then: pcal label import -p {proj.root} {out_dir}")
+
+
+def _round_predictions(project: Project, round_index: int, device: str) -> dict:
+    from pcal_cli.annotation.export import query_scenes
+    from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
+    from pcal_cli.training.inference import predict_scene
+    from pcal_cli.training.supervised import MODEL_FILE, resolve_device
+
+    torch_device = resolve_device(device)
+    state = load_checkpoint(project.round_dir(round_index) / MODEL_FILE, torch_device)
+    model = model_from_checkpoint(state, torch_device)
+    ckpt = state["config"]
+    return {name: predict_scene(model, asked.scene, ckpt["channels"], ckpt["voxel_size"], ckpt["num_classes"],
+                                torch_device).point_labels
+            for name, asked in query_scenes(project, round_index).items()}
+
+
+@label_app.command("import", help="""Import a person's labelled files as the next round (ledger source 'import').
+
+Points are matched by scalar_pid (or by the nearest point within 1 mm). Every query point must
+hold a class id; changes to labels known before are refused unless --allow-relabel. Any problem
+is one clear error and nothing is written.
+
+Example:
+
+  pcal label import -p demo demo/labelling
+""")
+def label_import_command(
+    ctx: typer.Context,
+    in_dir: Annotated[Path, typer.Argument(help="The folder of labelled files (with manifest.json).")],
+    project: ProjectOption = None,
+    allow_relabel: Annotated[bool, typer.Option("--allow-relabel",
+                                                help="Accept corrections of labels known before.")] = False,
+) -> None:
+    proj = _open(ctx, project)
+    round_index = ctx.obj.get("round")
+    if round_index is None:
+        manifest = in_dir / MANIFEST
+        round_index = read_json(manifest, "labelling manifest")["round"] if manifest.is_file() else latest_round(proj)
+    target = resolve_round(proj, round_index)
+    with proj.lock("label import"):
+        commit = import_labels(proj, target, in_dir, allow_relabel=allow_relabel)
+    out.print(f"round {commit.round}: {commit.points:,} points imported in {len(commit.scenes)} scene(s)")

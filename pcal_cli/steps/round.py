@@ -1,0 +1,81 @@
+"""``pcal round``: train -> evaluate -> score -> select -> label, repeated.
+
+Every step skips what its round already has, so re-running an interrupted ``pcal round`` picks up
+where it stopped and ends with the same files as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+
+from pcal_cli.evaluation.evaluate import METRICS_FILE, evaluate
+from pcal_cli.methods import get_method
+from pcal_cli.project import Project
+from pcal_cli.rounds import latest_round, read_json
+from pcal_cli.steps.label import oracle_round
+from pcal_cli.steps.score import ScoreSettings, score_round
+from pcal_cli.steps.select import select_round
+from pcal_cli.training.supervised import TrainOptions, train
+from pcal_cli.units import DEFAULT_CELL
+
+Say = Callable[[str], None]
+
+
+def evaluation_split(project: Project) -> str | None:
+    """The split rounds are evaluated on: test, else val, else none."""
+    for split in ("test", "val"):
+        if project.scenes(split):
+            return split
+    return None
+
+
+def train_and_evaluate(project: Project, round_index: int, options: TrainOptions, say: Say,
+                       on_step: Callable[[int, int, float], None] | None = None) -> None:
+    """Train round ``round_index`` (skipped when its model exists) and evaluate it once."""
+    result = train(project, round_index, options, resume=True, on_step=on_step)
+    say(f"round {round_index}: " + ("model exists" if result.skipped else
+                                    f"trained {result.steps} steps, final loss {result.final_loss:.3f}"))
+    split = evaluation_split(project)
+    if split is None:
+        return
+    path = project.round_dir(round_index) / METRICS_FILE
+    if path.is_file() and split in read_json(path, "metrics"):
+        return
+    metrics = evaluate(project, round_index, split, device=options.device)
+    say(f"round {round_index}: mIoU {100 * (metrics['miou'] or 0):.1f} on {split}, "
+        f"{metrics['labelled_percent']:.3f}% labelled")
+
+
+def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str = "1%", unit: str | None = None,
+               cell: float = DEFAULT_CELL, options: TrainOptions | None = None, label: bool = True,
+               final: bool = True, say: Say = lambda text: None,
+               on_step: Callable[[int, int, float], None] | None = None) -> int:
+    """Run ``rounds`` active learning rounds with ``method``; return the latest round number.
+
+    With ``final`` the last labelled round is trained and evaluated too, so the learning curve
+    ends on the labels the rounds bought. Without ``label`` the loop stops after selecting, for a
+    person to label the queries (``pcal label export``).
+    """
+    preset = get_method(method)
+    options = options or TrainOptions()
+    settings = ScoreSettings(scorer=preset.scorer, unit=unit or preset.unit, cell=cell,
+                             aggregate=preset.aggregate, seed=options.seed)
+    for _ in range(rounds):
+        current = latest_round(project)
+        train_and_evaluate(project, current, options, say, on_step)
+        scored = score_round(project, current, settings, device=options.device)
+        say(f"round {current}: scored {scored} scene(s) with {preset.scorer} per {settings.unit}")
+        queries = select_round(project, current, budget, selector=preset.selector, seed=options.seed,
+                               method=method, train_options=asdict(options))
+        say(f"round {current}: selected {len(queries['queries'])} {settings.unit}(s), "
+            f"{queries['spent_points']:,} points")
+        if not label:
+            return current
+        commit = oracle_round(project, current)
+        say(f"round {commit.round}: {commit.points:,} points labelled by the oracle" if not commit.skipped
+            else f"round {commit.round} exists")
+    current = latest_round(project)
+    if final:
+        train_and_evaluate(project, current, options, say, on_step)
+    return current

@@ -1,0 +1,191 @@
+"""``pcal score``: run round N's model over the unlabelled pool and score every labelling unit.
+
+Writes ``rounds/rNNN/scores/config.json`` (the settings, first) and one ``<scene>.npz`` per
+training scene with ``units`` (int64), ``scores`` (float64, higher = ask first), ``costs``
+(unlabelled points per unit) and, for feature-based selectors, ``features`` (pooled per unit)
+and ``labelled_features``. Scenes already scored are skipped, so an interrupted run continues;
+``--shard i/N`` scores the i-th of N slices of the scene list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pcal_cli import __version__
+from pcal_cli.acquisition import ScorerSpec, get_scorer
+from pcal_cli.acquisition.aggregate import pool_features, unit_scores
+from pcal_cli.acquisition.mc_dropout import mc_dropout_entropy, mc_dropout_mode
+from pcal_cli.acquisition.segment_entropy import segment_entropy
+from pcal_cli.acquisition.uncertainty import random_scores
+from pcal_cli.atomic import atomic_open, write_json
+from pcal_cli.errors import PcalError
+from pcal_cli.project import Project
+from pcal_cli.rounds import UNKNOWN, load_labels, read_json, run_dir
+from pcal_cli.steps.pool import pool_scene
+from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
+from pcal_cli.training.inference import scene_inputs
+from pcal_cli.training.supervised import MODEL_FILE, resolve_device
+from pcal_cli.units import DEFAULT_CELL, check_unit, unit_ids
+
+SCORES_DIR = "scores"
+AGGREGATES = ("mean", "max")
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    scorer: str
+    unit: str = "region"
+    cell: float = DEFAULT_CELL
+    aggregate: str = "mean"
+    seed: int = 0
+    passes: int = 10  # MC-dropout forward passes
+
+    def to_dict(self) -> dict:
+        return {"scorer": self.scorer, "unit": self.unit, "cell": self.cell, "aggregate": self.aggregate,
+                "seed": self.seed, "passes": self.passes}
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` (1-based) -> (i, N); None stays None."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise PcalError(f"--shard must look like i/N (for example 2/4), got '{text}'") from None
+    if not 1 <= i <= n:
+        raise PcalError(f"--shard {text}: i must be between 1 and N")
+    return i, n
+
+
+def shard_scenes(names: list[str], shard: tuple[int, int] | None) -> list[str]:
+    """The i-th of N interleaved slices of the sorted scene list."""
+    if shard is None:
+        return list(names)
+    i, n = shard
+    return sorted(names)[i - 1 :: n]
+
+
+def scores_dir(project: Project, round_index: int) -> Path:
+    return project.round_dir(round_index) / SCORES_DIR
+
+
+def score_round(project: Project, round_index: int, settings: ScoreSettings, *, device: str = "auto",
+                shard: str | None = None, force: bool = False,
+                on_scene: Callable[[int, int, str], None] | None = None) -> int:
+    """Score the pool of round ``round_index``; return how many scenes were scored now."""
+    spec = get_scorer(settings.scorer)
+    check_unit(settings.unit)
+    if settings.aggregate not in AGGREGATES:
+        raise PcalError(f"unknown aggregate '{settings.aggregate}' (choose from {', '.join(AGGREGATES)})")
+    folder = scores_dir(project, round_index)
+    config_path = folder / "config.json"
+    state = load_checkpoint(run_dir(project, round_index) / MODEL_FILE)
+    wanted = {**settings.to_dict(), "model_step": state["step"], "pcal_version": __version__}
+    if config_path.is_file():
+        existing = read_json(config_path, "score settings")
+        if existing != wanted and not force:
+            raise PcalError(f"{folder}: scored with other settings ({existing.get('scorer')}, unit "
+                            f"{existing.get('unit')}); pass --force to score again")
+        if existing != wanted:
+            for old in folder.glob("*.npz"):
+                old.unlink()
+    write_json(config_path, wanted)
+
+    torch_device = resolve_device(device)
+    model = model_from_checkpoint(state, torch_device)
+    ckpt = state["config"]
+    names = project.scenes("train")
+    todo = shard_scenes(names, parse_shard(shard))
+    done_now = 0
+    for done, name in enumerate(todo, start=1):
+        path = folder / f"{name}.npz"
+        if path.exists() and not force:
+            if on_scene is not None:
+                on_scene(done, len(todo), name)
+            continue
+        arrays = score_scene(project, round_index, name, names.index(name), model, ckpt, spec, settings,
+                             torch_device)
+        with atomic_open(path, "wb") as handle:
+            np.savez(handle, **arrays)
+        done_now += 1
+        if on_scene is not None:
+            on_scene(done, len(todo), name)
+    return done_now
+
+
+def score_scene(project: Project, round_index: int, name: str, scene_index: int, model: torch.nn.Module,
+                ckpt: dict, spec: ScorerSpec, settings: ScoreSettings, device: torch.device) -> dict[str, np.ndarray]:
+    """Unit scores of one training scene (pure of file writes)."""
+    scene = pool_scene(project, name)
+    labels = load_labels(project, round_index, name, len(scene))
+    ids = unit_ids(scene, settings.unit, settings.cell)
+    available = (labels == UNKNOWN) & (ids >= 0)
+    num_classes = ckpt["num_classes"]
+    rng = np.random.default_rng([settings.seed, round_index, scene_index])
+    arrays: dict[str, np.ndarray] = {}
+    if spec.name == "random":
+        point_scores = random_scores(len(scene), rng)
+        features = None
+    else:
+        inputs, inverse = scene_inputs(scene, ckpt["channels"], ckpt["voxel_size"], num_classes, device)
+        probs, voxel_features = _forward(model, inputs, spec, settings, rng)  # per voxel
+        features = voxel_features[inverse] if spec.needs_features else None
+        if spec.unit_level:
+            pred = (probs.mean(axis=0) if probs.ndim == 3 else probs).argmax(axis=1)[inverse]
+            units, scores = segment_entropy(pred, np.where(available, ids, -1), num_classes)
+            arrays.update(units=units, scores=scores.astype(np.float64),
+                          costs=np.bincount(ids[available], minlength=int(ids.max()) + 1)[units].astype(np.int64))
+            point_scores = None
+        elif spec.needs_passes:
+            point_scores = mc_dropout_entropy(probs)[inverse]
+        elif spec.point_score is not None:
+            point_scores = spec.point_score(probs)[inverse]
+        else:
+            point_scores = np.zeros(len(scene))
+    if "units" not in arrays:
+        units, scores, costs = unit_scores(point_scores, ids, available, how=settings.aggregate)
+        arrays.update(units=units, scores=scores, costs=costs)
+    if features is not None:
+        arrays["features"] = pool_features(features, ids, available).astype(np.float32)
+        known = (labels >= 0) & (ids >= 0)
+        arrays["labelled_features"] = pool_features(features, ids, known).astype(np.float32)
+    return arrays
+
+
+@torch.no_grad()
+def _forward(model, inputs, spec: ScorerSpec, settings: ScoreSettings, rng: np.random.Generator):
+    """Softmax probabilities per voxel ([V, C], or [T, V, C] for MC dropout) and features [V, D]."""
+    model.eval()
+    if not spec.needs_passes:
+        logits, features = model(inputs)
+        return torch.softmax(logits.float(), dim=1).cpu().numpy(), features.float().cpu().numpy()
+    passes = []
+    with torch.random.fork_rng(devices=[]), mc_dropout_mode(model):
+        torch.manual_seed(int(rng.integers(2**31)))
+        for _ in range(settings.passes):
+            logits, features = model(inputs)
+            passes.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+    return np.stack(passes), features.float().cpu().numpy()
+
+
+def load_scores(project: Project, round_index: int) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+    """The score settings and every training scene's arrays; missing scenes are a clear error."""
+    folder = scores_dir(project, round_index)
+    config = read_json(folder / "config.json", "score settings (run 'pcal score' first)")
+    names = project.scenes("train")
+    missing = [n for n in names if not (folder / f"{n}.npz").is_file()]
+    if missing:
+        raise PcalError(f"{folder}: scores missing for {len(missing)} of {len(names)} scenes "
+                        f"(first: {missing[0]}); run 'pcal score' (every shard) first")
+    arrays = {}
+    for name in names:
+        with np.load(folder / f"{name}.npz", allow_pickle=False) as data:
+            arrays[name] = {k: data[k] for k in data.files}
+    return config, arrays
+

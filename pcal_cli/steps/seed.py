@@ -1,0 +1,89 @@
+"""``pcal seed``: the initial labelled set, written as round 0."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+
+import numpy as np
+
+from pcal_cli.atomic import write_text
+from pcal_cli.errors import PcalError
+from pcal_cli.project import Project
+from pcal_cli.rounds import LabelCommit, commit_labels, read_ledger
+from pcal_cli.selection import select_topk
+from pcal_cli.selection.budget import parse_budget
+from pcal_cli.steps.pool import pool_scene, reveal, training_points
+from pcal_cli.units import DEFAULT_CELL, check_unit, unit_ids
+
+SEED_METHODS = ("random",)
+
+
+def random_seed_units(project: Project, unit: str, budget_text: str, seed: int,
+                      cell: float = DEFAULT_CELL) -> dict[str, np.ndarray]:
+    """Random units of the training split under the budget: scene -> selected unit ids."""
+    budget = parse_budget(budget_text)
+    names = project.scenes("train")
+    rng = np.random.default_rng(seed)
+    table_scene, table_unit, table_cost = [], [], []
+    for index, name in enumerate(names):
+        ids = unit_ids(pool_scene(project, name), unit, cell)
+        units, costs = np.unique(ids[ids >= 0], return_counts=True)
+        table_scene.append(np.full(len(units), index))
+        table_unit.append(units)
+        table_cost.append(costs)
+    scene_of = np.concatenate(table_scene)
+    unit_of = np.concatenate(table_unit)
+    cost = np.concatenate(table_cost)
+    scores = rng.random(len(cost))
+    if budget.kind == "per_scene":
+        if unit == "scene":
+            raise PcalError("a per-scene budget needs --unit region, cell or point")
+        chosen = np.concatenate([np.flatnonzero(scene_of == i)[np.argsort(-scores[scene_of == i], kind="stable")
+                                                              [: budget.units_per_scene]] for i in range(len(names))])
+    else:
+        points = budget.points(training_points(project))
+        if points > cost.sum():
+            raise PcalError(f"budget of {points:,} points exceeds the {int(cost.sum()):,} training points")
+        chosen = select_topk(scores, cost, points)
+        if len(chosen) == 0:
+            raise PcalError(f"budget of {points:,} points is smaller than the smallest {unit}")
+    picked: dict[str, np.ndarray] = {}
+    for index in np.unique(scene_of[chosen]):
+        picked[names[index]] = np.sort(unit_of[chosen][scene_of[chosen] == index])
+    return picked
+
+
+SEEDERS: dict[str, Callable[..., dict[str, np.ndarray]]] = {"random": random_seed_units}
+
+
+def seed_round(project: Project, method: str = "random", unit: str = "region", budget: str = "3%",
+               seed: int = 0, cell: float = DEFAULT_CELL, force: bool = False) -> LabelCommit:
+    """Select the initial set with ``method`` and reveal it as round 0 (ledger source ``seed``)."""
+    check_unit(unit)
+    if method not in SEEDERS:
+        raise PcalError(f"unknown seed method '{method}' (choose from {', '.join(SEEDERS)})")
+    if project.rounds():
+        if not force:
+            return LabelCommit(0, 0, {}, skipped=True)
+        if project.rounds() != [0] or (project.round_dir(0) / "model.pt").exists():
+            raise PcalError(f"{project.root}: rounds after the seed exist; --force never deletes labels")
+        shutil.rmtree(project.round_dir(0))
+        _drop_ledger_round(project, 0)
+    if not project.scenes("train"):
+        raise PcalError(f"{project.root}: the project has no training scenes")
+    picked = SEEDERS[method](project, unit, budget, seed, cell)
+    updates, units = {}, {}
+    for name, chosen in picked.items():
+        scene = pool_scene(project, name)
+        mask = np.isin(unit_ids(scene, unit, cell), chosen)
+        updates[name] = reveal(project, name, mask)
+        units[name] = len(chosen)
+    details = {"method": method, "budget": budget, "seed": seed, "cell": cell}
+    return commit_labels(project, 0, updates, source="seed", unit=unit, units=units, details=details)
+
+
+def _drop_ledger_round(project: Project, round_index: int) -> None:
+    kept = [e for e in read_ledger(project) if e.get("round") != round_index]
+    write_text(project.ledger_path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in kept))

@@ -1,0 +1,88 @@
+"""``pcal select``: merge the scores of every scene, fill the point budget, write ``queries.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pcal_cli import __version__
+from pcal_cli.atomic import write_json
+from pcal_cli.errors import PcalError
+from pcal_cli.project import Project
+from pcal_cli.rounds import QUERIES_FILE, read_json
+from pcal_cli.selection import get_selector, kcenter_greedy, select_topk
+from pcal_cli.selection.budget import parse_budget
+from pcal_cli.steps.pool import training_points
+from pcal_cli.steps.score import load_scores
+
+ROUND_FILE = "round.json"
+
+
+def select_round(project: Project, round_index: int, budget: str, *, selector: str = "topk", seed: int = 0,
+                 method: str | None = None, train_options: dict[str, Any] | None = None,
+                 force: bool = False) -> dict[str, Any]:
+    """Choose round ``round_index``'s queries; an existing ``queries.json`` is kept unless ``force``."""
+    path = project.round_dir(round_index) / QUERIES_FILE
+    if path.is_file() and not force:
+        return read_json(path, "queries")
+    get_selector(selector)
+    parsed = parse_budget(budget)
+    config, arrays = load_scores(project, round_index)
+    names = project.scenes("train")
+    scene_of = np.concatenate([np.full(len(arrays[n]["units"]), i, dtype=np.int64) for i, n in enumerate(names)])
+    units = np.concatenate([arrays[n]["units"] for n in names]).astype(np.int64)
+    scores = np.concatenate([arrays[n]["scores"] for n in names]).astype(np.float64)
+    costs = np.concatenate([arrays[n]["costs"] for n in names]).astype(np.int64)
+    pool = int(costs.sum())
+    if pool == 0:
+        raise PcalError(f"{project.root}: every training point is labelled already; nothing to select")
+    if parsed.kind == "per_scene":
+        if selector != "topk":
+            raise PcalError("a per-scene budget works with --selector topk only")
+        chosen = np.concatenate([_top_in_scene(scores, scene_of, i, parsed.units_per_scene) for i in range(len(names))])
+        budget_points = int(costs[chosen].sum())
+    else:
+        budget_points = parsed.points(training_points(project))
+        if budget_points > pool:
+            raise PcalError(f"budget of {budget_points:,} points exceeds the unlabelled pool of {pool:,} points")
+        if selector == "kcenter":
+            if not all("features" in arrays[n] for n in names):
+                raise PcalError("--selector kcenter needs features: score with --scorer coreset")
+            features = np.concatenate([arrays[n]["features"] for n in names])
+            labelled = np.concatenate([arrays[n]["labelled_features"] for n in names])
+            chosen = kcenter_greedy(features, costs, budget_points, labelled if len(labelled) else None,
+                                    np.random.default_rng([seed, round_index]))
+        else:
+            chosen = select_topk(scores, costs, budget_points)
+    if len(chosen) == 0:
+        raise PcalError(f"budget of {budget_points:,} points is smaller than every available {config['unit']}")
+    queries = [
+        {"scene": names[int(scene_of[row])], "unit": int(units[row]), "points": int(costs[row]),
+         "score": float(scores[row]), "rank": rank}
+        for rank, row in enumerate(chosen, start=1)
+    ]
+    record = {
+        "round": round_index,
+        "unit": config["unit"],
+        "cell": config["cell"],
+        "scorer": config["scorer"],
+        "selector": selector,
+        "budget": budget,
+        "budget_points": budget_points,
+        "spent_points": int(costs[chosen].sum()),
+        "pool_points": pool,
+        "queries": queries,
+    }
+    write_json(project.round_dir(round_index) / ROUND_FILE, {
+        "method": method or config["scorer"], "scorer": config["scorer"], "selector": selector,
+        "unit": config["unit"], "budget": budget, "seed": seed, "train": train_options or {},
+        "pcal_version": __version__,
+    })
+    write_json(path, record)
+    return record
+
+
+def _top_in_scene(scores: np.ndarray, scene_of: np.ndarray, index: int, count: int) -> np.ndarray:
+    rows = np.flatnonzero(scene_of == index)
+    return rows[np.argsort(-scores[rows], kind="stable")[:count]]
