@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -36,14 +35,6 @@ PROBS = np.array(
     [[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.7, 0.2, 0.1], [1 / 3, 1 / 3, 1 / 3]], dtype=np.float32
 )
 H_SKEWED = 0.8018185525433373  # -(0.7 ln 0.7 + 0.2 ln 0.2 + 0.1 ln 0.1), by hand
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- point scores

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,16 +23,6 @@ PUBLISHED_PARAMETERS = {"minkunet": 21.7e6, "spvcnn": 21.8e6}  # spvnas model zo
 # limit leaves twice that margin. Evaluation runs every EVAL_EVERY steps and stops the loop early.
 OVERFIT_MAX_STEPS = 120
 EVAL_EVERY = 10
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models are latency-bound: one thread is as fast, and robust on a busy machine (two
-    OpenMP threads stall whenever the other core is taken)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_voxels(generator: torch.Generator, batches: int = 2, per_batch: int = 400,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import numpy as np
@@ -13,14 +12,6 @@ import pcal_cli.selection.topk as topk_module
 from pcal_cli.errors import PcalError
 from pcal_cli.selection import SELECTORS, get_selector, kcenter_greedy, parse_budget, select_topk
 from pcal_cli.selection.topk import rank_descending, walk_budget, walk_budget_loop
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- top-k

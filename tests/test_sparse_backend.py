@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -10,15 +9,6 @@ import torch
 import pcal_cli.sparse.nn as spnn
 from pcal_cli.errors import PcalError
 from pcal_cli.sparse import SparseTensor, backend, resolve_backend
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny inputs: one thread avoids OpenMP start-up and contention costs on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _tensor(device: str = "cpu") -> SparseTensor:

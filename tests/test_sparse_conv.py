@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,14 +10,6 @@ import pcal_cli.sparse.nn as spnn
 from pcal_cli import sparse
 from pcal_cli.sparse import KernelMap, SparseConvFunction, SparseTensor
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny inputs: one thread avoids OpenMP start-up and contention costs on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 # ---------------------------------------------------------------------------- reference (tests only)
 

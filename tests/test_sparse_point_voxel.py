@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,15 +14,6 @@ from pcal_cli.sparse import (
     point_to_voxel,
     voxel_to_point,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny inputs: one thread avoids OpenMP start-up and contention costs on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _points(n: int, box: float, seed: int = 0) -> PointTensor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -10,15 +9,6 @@ import torch
 
 from pcal_cli import sparse
 from pcal_cli.sparse import SparseTensor, sparse_collate, sparse_collate_fn, sparse_quantize
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny inputs: one thread avoids OpenMP start-up and contention costs on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _tensor(n: int = 6, c: int = 2) -> SparseTensor:

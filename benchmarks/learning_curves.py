@@ -1,0 +1,79 @@
+"""Learning curves of baseline methods x labelling units x seeds on the synthetic rooms.
+
+    .venv/bin/python benchmarks/learning_curves.py --out curves --workers 2
+    .venv/bin/pcal report curves/point/* --out curves/point        # one report per unit
+
+Every run of one seed starts from the same prepared scenes and the same seed budget; budgets are
+equal in points across units (by default one room's worth per round, so whole scenes fit), so
+units can be compared at equal annotation cost. Runs are resumable (finished steps are skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+
+def run_one(args: tuple) -> str:
+    base, out, unit, method, seed, opts = args
+    import torch
+
+    torch.set_num_threads(1)
+    from pcal_cli.project import Project
+    from pcal_cli.steps.round import run_rounds
+    from pcal_cli.steps.seed import seed_round
+    from pcal_cli.training.supervised import TrainOptions
+
+    run = Path(out) / unit / f"{method}_s{seed}"
+    if not run.exists():
+        shutil.copytree(base, run.with_suffix(".tmp"))
+        run.with_suffix(".tmp").rename(run)
+    project = Project.open(run)
+    began = time.time()
+    seed_round(project, "random", unit, opts["seed_budget"], seed=seed)
+    options = TrainOptions(cr=opts["cr"], steps=opts["steps"], device="cpu", seed=seed)
+    run_rounds(project, method, rounds=opts["rounds"], budget=opts["budget"], unit=unit, options=options)
+    return f"{unit:6s} {method:8s} seed {seed}: {time.time() - began:.0f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("curves"))
+    parser.add_argument("--methods", default="random,entropy,margin")
+    parser.add_argument("--units", default="point,region,scene")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--scenes", type=int, default=12, help="rooms (a third are test rooms)")
+    parser.add_argument("--points", type=int, default=6000, help="points per room")
+    parser.add_argument("--seed-budget", default="12.5%")
+    parser.add_argument("--budget", default="12.5%", help="per round")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--cr", type=float, default=0.25)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    from pcal_cli.prepare import PrepareOptions, prepare_project
+
+    base = args.out / "_prepared"
+    if not (base / "pcal.yaml").is_file():
+        prepare_project("synthetic", None, base, {"scenes": args.scenes, "points": args.points},
+                        PrepareOptions(regions="supervoxel"))
+    opts = {"seed_budget": args.seed_budget, "budget": args.budget, "rounds": args.rounds, "steps": args.steps,
+            "cr": args.cr}
+    jobs = [(base, args.out, unit, method, seed, opts)
+            for seed, unit, method in itertools.product(range(args.seeds), args.units.split(","),
+                                                        args.methods.split(","))]
+    began = time.time()
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        for line in pool.map(run_one, jobs):
+            print(line, flush=True)
+    print(f"{len(jobs)} runs in {time.time() - began:.0f} s; report each unit with "
+          f"'pcal report {args.out}/<unit>/* --out {args.out}/<unit>'")
+
+
+if __name__ == "__main__":
+    main()
