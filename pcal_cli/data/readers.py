@@ -10,6 +10,8 @@ names the file.
 
 from __future__ import annotations
 
+import contextlib
+
 import io
 import os
 import warnings
@@ -289,12 +291,10 @@ def parse_number_rows(data: bytes, columns: int = 6) -> tuple[np.ndarray, int]:
     """
     if not data.strip():
         return np.zeros((0, columns)), 0
-    try:
+    with contextlib.suppress(ValueError):  # a malformed line: fall through to the byte-level parse
         rows = _loadtxt(data)
         if rows.shape[1] == columns:
             return rows, 0
-    except ValueError:
-        pass
     buf = np.frombuffer(data, dtype=np.uint8)
     newline = buf == 10
     line_of_byte = np.cumsum(newline, dtype=np.int64) - newline  # a newline ends its own line

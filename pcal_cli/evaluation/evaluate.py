@@ -14,7 +14,7 @@ from pcal_cli.data.ply import read_ply, write_ply
 from pcal_cli.errors import PcalError
 from pcal_cli.evaluation.metrics import confusion_matrix, summarize
 from pcal_cli.project import Project
-from pcal_cli.rounds import UNKNOWN, labels_dir, run_dir
+from pcal_cli.rounds import labelled_counts, run_dir
 from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
 from pcal_cli.training.inference import predict_scene
 from pcal_cli.training.supervised import MODEL_FILE, resolve_device
@@ -23,18 +23,12 @@ METRICS_FILE = "metrics.json"
 
 
 def labelled_share(project: Project, round_index: int | None) -> tuple[int, int]:
-    """(asked points, total points) of the training split in a round (the reference: all)."""
-    total = labelled = 0
-    for name in project.scenes("train"):
-        scene = read_ply(project.scene_path("train", name))
-        total += len(scene)
-        if round_index is None:
-            labelled += int((scene.label >= 0).sum())
-            continue
-        path = labels_dir(project, round_index) / f"{name}.npy"
-        if path.is_file():
-            labelled += int((np.load(path, allow_pickle=False) != UNKNOWN).sum())
-    return labelled, total
+    """(asked points, total points) of the training split in a round (the reference: all known)."""
+    total = project.point_count("train")
+    if round_index is not None:
+        return sum(labelled_counts(project, round_index).values()), total
+    known = sum(int((read_ply(project.scene_path("train", n)).label >= 0).sum()) for n in project.scenes("train"))
+    return known, total
 
 
 def evaluate(project: Project, round_index: int | None, split: str = "test", *, device: str = "auto",
