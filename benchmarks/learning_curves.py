@@ -35,7 +35,7 @@ def run_one(args: tuple) -> str:
     project = Project.open(run)
     began = time.time()
     seed_round(project, "random", unit, opts["seed_budget"], seed=seed)
-    options = TrainOptions(cr=opts["cr"], steps=opts["steps"], device="cpu", seed=seed)
+    options = TrainOptions(cr=opts["cr"], steps=opts["steps"], lr=opts["lr"], device="cpu", seed=seed)
     run_rounds(project, method, rounds=opts["rounds"], budget=opts["budget"], unit=unit, options=options)
     return f"{unit:6s} {method:8s} seed {seed}: {time.time() - began:.0f} s"
 
@@ -51,8 +51,9 @@ def main() -> None:
     parser.add_argument("--seed-budget", default="12.5%")
     parser.add_argument("--budget", default="12.5%", help="per round")
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--cr", type=float, default=0.25)
+    parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
@@ -63,7 +64,7 @@ def main() -> None:
         prepare_project("synthetic", None, base, {"scenes": args.scenes, "points": args.points},
                         PrepareOptions(regions="supervoxel"))
     opts = {"seed_budget": args.seed_budget, "budget": args.budget, "rounds": args.rounds, "steps": args.steps,
-            "cr": args.cr}
+            "cr": args.cr, "lr": args.lr}
     jobs = [(base, args.out, unit, method, seed, opts)
             for seed, unit, method in itertools.product(range(args.seeds), args.units.split(","),
                                                         args.methods.split(","))]
