@@ -11,6 +11,7 @@ and the process's resident memory after each round. Flat memory = no leak across
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import tempfile
 import time
@@ -21,12 +22,10 @@ import torch
 
 def rss_mib() -> float:
     """Current resident set size (MiB), from /proc (falls back to the peak)."""
-    try:
+    with contextlib.suppress(OSError):  # no /proc on this system
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
-    except OSError:
-        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

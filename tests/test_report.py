@@ -84,7 +84,7 @@ def cli(monkeypatch):
 
     @app.callback()
     def root() -> None:
-        pass
+        """A root callback so 'report' stays a named subcommand, as in pcal."""
 
     report_cli.register(app)
     runner = CliRunner()

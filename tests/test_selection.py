@@ -190,3 +190,13 @@ def test_selector_registry() -> None:
     with pytest.raises(PcalError) as info:
         get_selector("badge")
     assert "kcenter, topk" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_top_per_group_takes_the_best_of_each_group_with_ties_by_row() -> None:
+    from pcal_cli.selection.topk import select_top_per_group
+
+    scores = np.array([0.1, 0.9, 0.5, 0.5, 0.7, 0.2])
+    groups = np.array([0, 0, 0, 1, 1, 1])
+    assert select_top_per_group(scores, groups, 2).tolist() == [1, 2, 4, 3]
+    assert select_top_per_group(np.array([1.0, 1.0]), np.array([3, 3]), 1).tolist() == [0]
+    assert select_top_per_group(np.zeros(0), np.zeros(0, dtype=np.int64), 3).tolist() == []

@@ -106,3 +106,10 @@ def select_topk(scores: np.ndarray, costs: np.ndarray, budget: int,
         if len(rank) and np.bincount(rank, minlength=len(scores)).max() > 1:
             raise PcalError("order lists a row more than once")
     return walk_budget(rank, costs, budget)
+
+
+def select_top_per_group(scores: np.ndarray, groups: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` highest-scored rows of every group (e.g. scene), ties by row order."""
+    chosen = [rows[np.argsort(-scores[rows], kind="stable")[:count]]
+              for rows in (np.flatnonzero(groups == g) for g in np.unique(groups))]
+    return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)

@@ -14,6 +14,7 @@ from pcal_cli.project import Project
 from pcal_cli.rounds import LabelCommit, commit_labels, read_ledger
 from pcal_cli.selection import select_topk
 from pcal_cli.selection.budget import parse_budget
+from pcal_cli.selection.topk import select_top_per_group
 from pcal_cli.steps.pool import pool_scene, reveal, training_points
 from pcal_cli.units import DEFAULT_CELL, check_unit, unit_ids
 
@@ -40,8 +41,7 @@ def random_seed_units(project: Project, unit: str, budget_text: str, seed: int,
     if budget.kind == "per_scene":
         if unit == "scene":
             raise PcalError("a per-scene budget needs --unit region, cell or point")
-        chosen = np.concatenate([np.flatnonzero(scene_of == i)[np.argsort(-scores[scene_of == i], kind="stable")
-                                                              [: budget.units_per_scene]] for i in range(len(names))])
+        chosen = select_top_per_group(scores, scene_of, budget.units_per_scene)
     else:
         points = budget.points(training_points(project))
         if points > cost.sum():

@@ -12,6 +12,7 @@ from pcal_cli.errors import PcalError
 from pcal_cli.project import Project
 from pcal_cli.rounds import QUERIES_FILE, read_json
 from pcal_cli.selection import get_selector, kcenter_greedy, select_topk
+from pcal_cli.selection.topk import select_top_per_group
 from pcal_cli.selection.budget import parse_budget
 from pcal_cli.steps.pool import training_points
 from pcal_cli.steps.score import load_scores
@@ -40,7 +41,7 @@ def select_round(project: Project, round_index: int, budget: str, *, selector: s
     if parsed.kind == "per_scene":
         if selector != "topk":
             raise PcalError("a per-scene budget works with --selector topk only")
-        chosen = np.concatenate([_top_in_scene(scores, scene_of, i, parsed.units_per_scene) for i in range(len(names))])
+        chosen = select_top_per_group(scores, scene_of, parsed.units_per_scene)
         budget_points = int(costs[chosen].sum())
     else:
         budget_points = parsed.points(training_points(project))
@@ -82,7 +83,3 @@ def select_round(project: Project, round_index: int, budget: str, *, selector: s
     write_json(path, record)
     return record
 
-
-def _top_in_scene(scores: np.ndarray, scene_of: np.ndarray, index: int, count: int) -> np.ndarray:
-    rows = np.flatnonzero(scene_of == index)
-    return rows[np.argsort(-scores[rows], kind="stable")[:count]]
