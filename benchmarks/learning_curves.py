@@ -2,10 +2,14 @@
 
     .venv/bin/python benchmarks/learning_curves.py --out curves --workers 2
     .venv/bin/pcal report curves/point/* --out curves/point        # one report per unit
+    .venv/bin/python benchmarks/learning_curves.py --out curves --units region \
+        --methods redal,redal_ent_div -o clusters=12                # ReDAL with fewer clusters
 
 Every run of one seed starts from the same prepared scenes and the same seed budget; budgets are
 equal in points across units (by default one room's worth per round, so whole scenes fit), so
 units can be compared at equal annotation cost. Runs are resumable (finished steps are skipped).
+``-o KEY=VALUE`` options go to the methods whose scorer or selector has them; the budget and the
+seed are the script's for every method (not the presets'), so all runs of a seed share round 0.
 """
 
 from __future__ import annotations
@@ -18,11 +22,22 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
+def known_options(method: str) -> set[str]:
+    """The option names of a method's scorer and selector."""
+    from pcal_cli.acquisition import get_scorer
+    from pcal_cli.methods import get_method
+    from pcal_cli.selection import get_selector
+
+    preset = get_method(method)
+    return {*get_scorer(preset.scorer).options, *get_selector(preset.selector).options}
+
+
 def run_one(args: tuple) -> str:
     base, out, unit, method, seed, opts = args
     import torch
 
     torch.set_num_threads(1)
+    from pcal_cli.methods import get_method
     from pcal_cli.project import Project
     from pcal_cli.steps.round import run_rounds
     from pcal_cli.steps.seed import seed_round
@@ -36,7 +51,10 @@ def run_one(args: tuple) -> str:
     began = time.time()
     seed_round(project, "random", unit, opts["seed_budget"], seed=seed)
     options = TrainOptions(cr=opts["cr"], steps=opts["steps"], lr=opts["lr"], device="cpu", seed=seed)
-    run_rounds(project, method, rounds=opts["rounds"], budget=opts["budget"], unit=unit, options=options)
+    scorer_options, selector_options = get_method(method).split_options(
+        {k: v for k, v in opts["options"].items() if k in known_options(method)})
+    run_rounds(project, method, rounds=opts["rounds"], budget=opts["budget"], unit=unit, options=options,
+               scorer_options=scorer_options, selector_options=selector_options)
     return f"{unit:6s} {method:8s} seed {seed}: {time.time() - began:.0f} s"
 
 
@@ -55,8 +73,11 @@ def main() -> None:
     parser.add_argument("--cr", type=float, default=0.25)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--option", "-o", action="append", default=[],
+                        help="KEY=VALUE scorer/selector option, given to the methods that have it")
     args = parser.parse_args()
 
+    from pcal_cli.options import parse_pairs
     from pcal_cli.prepare import PrepareOptions, prepare_project
 
     base = args.out / "_prepared"
@@ -64,7 +85,7 @@ def main() -> None:
         prepare_project("synthetic", None, base, {"scenes": args.scenes, "points": args.points},
                         PrepareOptions(regions="supervoxel"))
     opts = {"seed_budget": args.seed_budget, "budget": args.budget, "rounds": args.rounds, "steps": args.steps,
-            "cr": args.cr, "lr": args.lr}
+            "cr": args.cr, "lr": args.lr, "options": parse_pairs(args.option)}
     jobs = [(base, args.out, unit, method, seed, opts)
             for seed, unit, method in itertools.product(range(args.seeds), args.units.split(","),
                                                         args.methods.split(","))]

@@ -1,11 +1,14 @@
-"""Methods are named presets: a scorer, a selector and a default labelling unit.
+"""Methods are named presets: seed, scorer, selector, labelling unit, budgets and options.
 
-``pcal round --method NAME`` looks a method up here; a new method is one entry.
+``pcal round --method NAME`` looks a method up here; a new method is one entry. Budgets and
+option defaults may differ for outdoor projects (``indoor: false`` in ``pcal.yaml``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
 
 from pcal_cli.errors import PcalError
 
@@ -18,7 +21,49 @@ class Method:
     unit: str = "region"
     aggregate: str = "mean"
     description: str = ""
+    budget: str = "1%"  # per round
+    outdoor_budget: str | None = None
+    seed_method: str = "random"
+    seed_unit: str = "region"
+    seed_budget: str = "3%"
+    outdoor_seed_budget: str | None = None
+    scorer_options: dict[str, Any] = field(default_factory=dict)
+    selector_options: dict[str, Any] = field(default_factory=dict)
+    keep: int | None = None  # candidates kept per scene when scoring (point units)
+    semi: str = "none"  # training recipe: "none" or "teacher-student"
+    warm_start: bool = False  # start each round's networks from the previous round's
 
+    def round_budget(self, indoor: bool) -> str:
+        return self.budget if indoor or self.outdoor_budget is None else self.outdoor_budget
+
+    def initial_budget(self, indoor: bool) -> str:
+        return self.seed_budget if indoor or self.outdoor_seed_budget is None else self.outdoor_seed_budget
+
+    def split_options(self, given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Route ``-o`` options to the method's scorer or selector by name."""
+        from pcal_cli.acquisition import get_scorer
+        from pcal_cli.selection import get_selector
+
+        scorer, selector = get_scorer(self.scorer), get_selector(self.selector)
+        scorer_options, selector_options = {}, {}
+        for key, value in given.items():
+            if key in scorer.options:
+                scorer_options[key] = value
+            elif key in selector.options:
+                selector_options[key] = value
+            else:
+                known = sorted({*scorer.options, *selector.options})
+                raise PcalError(f"method '{self.name}' has no option '{key}' (its options: "
+                                f"{', '.join(known) or 'none'})")
+        return scorer_options, selector_options
+
+
+#: ReDAL's protocol (Wu et al. 2021): random whole scenes as the seed, 2% (outdoor 1%) per round.
+REDAL = dict(unit="region", budget="2%", outdoor_budget="1%", seed_unit="scene", seed_budget="3%",
+             outdoor_seed_budget="1%")
+
+#: HPAL's protocol (Xu et al. 2023): random points, 0.02 % of the training points per round.
+HPAL = dict(unit="point", budget="0.02%", seed_unit="point", seed_budget="0.02%", keep=4096)
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -33,11 +78,28 @@ METHODS: dict[str, Method] = {
                description="entropy of the predicted-class histogram of a unit"),
         Method("vcd", "segment_entropy", unit="cell",
                description="Annotator's voxel confusion degree: segment entropy of 0.25 m cells"),
+        Method("redal", "redal", selector="diversity", **REDAL,
+               description="ReDAL: entropy + colour + structure per region, diversity-aware selection"),
+        Method("redal_ent", "entropy", **REDAL,
+               description="ReDAL ablation ENT+Region: mean region entropy, top-k, ReDAL's budgets"),
+        Method("redal_ent_div", "entropy", selector="diversity", **REDAL,
+               description="ReDAL ablation ENT+Region+Div: region entropy + diversity-aware selection"),
+        Method("redal_random", "random", **REDAL,
+               description="random regions under ReDAL's protocol (its baseline)"),
+        Method("hpal", "hmmu", selector="fds", semi="teacher-student", warm_start=True, **HPAL,
+               description="HPAL: hierarchical min-margin + feature-distance suppression + teacher-student"),
+        Method("hpal_mmu", "margin", **HPAL, description="HPAL ablation MMU: point margin only"),
+        Method("hpal_hmmu", "hmmu", **HPAL, description="HPAL ablation HMMU: hierarchical margin, top-k"),
+        Method("hpal_mmu_fds", "margin", selector="fds", **HPAL, description="HPAL ablation MMU+FDS"),
+        Method("hpal_hmmu_fds", "hmmu", selector="fds", **HPAL, description="HPAL ablation HMMU+FDS (no TS)"),
+        Method("hpal_random", "random", **HPAL, description="random points under HPAL's protocol"),
     )
 }
 
 
 def get_method(name: str) -> Method:
     if name not in METHODS:
-        raise PcalError(f"unknown method '{name}' (choose from {', '.join(METHODS)})")
+        close = difflib.get_close_matches(name, list(METHODS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise PcalError(f"unknown method '{name}' (choose from {', '.join(METHODS)}){hint}")
     return METHODS[name]

@@ -204,8 +204,9 @@ def test_mc_dropout_probs_are_seeded_and_leave_no_trace() -> None:
 
 
 def test_registry_lists_the_baselines() -> None:
-    assert set(SCORERS) == {"random", "confidence", "margin", "entropy", "mc_dropout",
-                            "segment_entropy", "coreset"}
+    assert {"random", "confidence", "margin", "entropy", "mc_dropout", "segment_entropy", "coreset",
+            "redal"} <= set(SCORERS)
+    assert get_scorer("redal").scene_score is not None and get_scorer("redal").point_score is None
     assert get_scorer("mc_dropout").needs_passes == 10
     assert get_scorer("segment_entropy").unit_level and get_scorer("segment_entropy").point_score is None
     coreset = get_scorer(" CoreSet ")

@@ -255,10 +255,20 @@ def test_cli_loop(pcal, project):
     assert project.rounds() == [0, 1, 2]
 
 
+def test_round_draws_the_methods_seed_when_round_0_is_missing(project):
+    run_rounds(project, "margin", rounds=1, options=TINY, label=False)
+    assert project.rounds() == [0]
+    ledger = read_ledger(project)
+    assert {e["source"] for e in ledger} == {"seed"} and ledger[0]["unit"] == "region"
+    assert 0 < _total(project) <= 0.03 * project.point_count("train")
+    assert (project.round_dir(0) / "queries.json").is_file()
+
+
 @pytest.mark.parametrize("args, fragment", [
     (("seed", "--unit", "blob"), "unknown unit"),
     (("seed", "--method", "magic"), "unknown seed method"),
-    (("round", "--method", "magic"), "no labelling rounds"),
+    (("round", "--method", "magic"), "did you mean 'margin'"),
+    (("round", "--method", "redal", "-o", "decai=0.9"), "no option 'decai'"),
     (("score", "--scorer", "magic"), "no labelling rounds"),
     (("label",), "--oracle"),
 ])

@@ -10,16 +10,23 @@ needs, so the round engine knows what to compute before scoring:
 - ``unit_level``: scores whole units directly (``segment_entropy``); ``point_score`` is None.
 - ``needs_features``: the selector needs pooled features per unit (:func:`pool_features`).
 - ``selector``: the selector the scorer is meant for (``coreset`` -> ``kcenter``).
+- ``scene_score(inputs, options)``: per-point scores from a whole :class:`SceneInputs` (points,
+  probabilities, features, cached geometry) for scorers that need more than probabilities
+  (``redal``); ``options`` are the resolved ``options`` (``outdoor_options`` override them on
+  outdoor projects).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from pcal_cli.acquisition.aggregate import pool_features, unit_scores
+from pcal_cli.acquisition.hmmu import HMMU_LEVELS, HMMU_WEIGHTS, hmmu_scores
+from pcal_cli.acquisition.inputs import SceneInputs
 from pcal_cli.acquisition.mc_dropout import (
     enable_dropout,
     mc_dropout_entropy,
@@ -27,6 +34,7 @@ from pcal_cli.acquisition.mc_dropout import (
     mc_dropout_probs,
     with_classifier_dropout,
 )
+from pcal_cli.acquisition.redal import INDOOR_WEIGHTS, OUTDOOR_WEIGHTS, information_scores
 from pcal_cli.acquisition.segment_entropy import segment_entropy
 from pcal_cli.acquisition.uncertainty import confidence, entropy, margin, random_scores
 from pcal_cli.errors import PcalError
@@ -44,6 +52,13 @@ class ScorerSpec:
     description: str = ""
     needs_rng: bool = False
     selector: str = "topk"
+    scene_score: Callable[[SceneInputs, dict[str, Any]], np.ndarray] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    outdoor_options: dict[str, Any] = field(default_factory=dict)
+
+    def default_options(self, indoor: bool = True) -> dict[str, Any]:
+        """The option defaults for an indoor or outdoor project."""
+        return {**self.options, **({} if indoor else self.outdoor_options)}
 
 
 def random_point_scores(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -54,6 +69,17 @@ def random_point_scores(probs: np.ndarray, rng: np.random.Generator) -> np.ndarr
 def zero_scores(probs: np.ndarray) -> np.ndarray:
     """All-zero scores (core-set ranks nothing: k-center greedy selects on features)."""
     return np.zeros(len(probs), dtype=np.float32)
+
+
+def redal_point_scores(inputs: SceneInputs, options: dict[str, Any]) -> np.ndarray:
+    """ReDAL's point information (normalised entropy + colour discontinuity + surface variation)."""
+    colour, variation = inputs.properties(int(options["k"]))
+    return information_scores(inputs.point_probs(), colour, variation, options["weights"])
+
+
+def hmmu_point_scores(inputs: SceneInputs, options: dict[str, Any]) -> np.ndarray:
+    """HPAL's hierarchical minimum margin, negated so that higher = ask first."""
+    return -hmmu_scores(inputs.xyz, inputs.point_probs(), options["levels"], options["weights"])
 
 
 SCORERS: dict[str, ScorerSpec] = {
@@ -68,6 +94,12 @@ SCORERS: dict[str, ScorerSpec] = {
                    description="entropy of the mean softmax of 10 MC-dropout passes"),
         ScorerSpec("segment_entropy", None, unit_level=True,
                    description="entropy of the predicted-class histogram of a unit (VCD)"),
+        ScorerSpec("redal", None, scene_score=redal_point_scores,
+                   options={"weights": INDOOR_WEIGHTS, "k": 50}, outdoor_options={"weights": OUTDOOR_WEIGHTS},
+                   description="ReDAL: a*H/ln C + b*colour discontinuity + c*surface variation (k=50)"),
+        ScorerSpec("hmmu", None, scene_score=hmmu_point_scores,
+                   options={"levels": HMMU_LEVELS, "weights": HMMU_WEIGHTS},
+                   description="HPAL: -(m + 0.1 m1 + 0.01 m2 + 0.001 m3), margins of nested 0.1/0.5/1.0 m voxels"),
         ScorerSpec("coreset", zero_scores, needs_features=True, selector="kcenter",
                    description="k-center greedy on pooled features (scores are all 0)"),
     )
@@ -84,6 +116,7 @@ def get_scorer(name: str) -> ScorerSpec:
 
 __all__ = [
     "SCORERS",
+    "SceneInputs",
     "ScorerSpec",
     "confidence",
     "enable_dropout",

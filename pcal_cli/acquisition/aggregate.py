@@ -90,20 +90,25 @@ def unit_scores(
 
 
 def pool_features(features: np.ndarray, unit_ids: np.ndarray, available: np.ndarray | None = None,
-                  ) -> np.ndarray:
+                  rows: np.ndarray | None = None) -> np.ndarray:
     """Mean feature ``[U, D]`` of each unit's available points, rows as in :func:`unit_scores`.
 
-    Computed as one sparse averaging matrix ``[U, N]`` times ``features`` (no copy of the
-    features; float32 stays float32).
+    ``features`` are per point ``[N, D]``, or per voxel ``[V, D]`` with ``rows`` ``[N]`` giving
+    each point's voxel (then no per-point copy of the features is ever made). Computed as one
+    sparse averaging matrix times ``features``; float32 stays float32.
     """
     features = np.asarray(features)
     if features.ndim != 2:
         raise PcalError(f"features must be [N, D], got shape {features.shape}")
-    unit_ids, available = check_points(unit_ids, available, len(features))
+    n = len(features) if rows is None else len(rows)
+    unit_ids, available = check_points(unit_ids, available, n)
+    if rows is not None and len(rows) and (rows.min() < 0 or rows.max() >= len(features)):
+        raise PcalError(f"feature rows must lie in 0..{len(features) - 1}")
     if not np.issubdtype(features.dtype, np.floating):
         features = features.astype(np.float32)
     points, units, inverse = selectable_points(unit_ids, available)
     counts = np.bincount(inverse, minlength=len(units))
     weights = (1.0 / counts)[inverse].astype(features.dtype)
-    average = csr_matrix((weights, (inverse, points)), shape=(len(units), len(features)))
+    columns = points if rows is None else np.asarray(rows, dtype=np.int64)[points]
+    average = csr_matrix((weights, (inverse, columns)), shape=(len(units), len(features)))
     return np.asarray(average @ features)

@@ -14,9 +14,11 @@ from pcal_cli.acquisition import SCORERS
 from pcal_cli.annotation import MANIFEST, export_queries, import_labels
 from pcal_cli.cli.common import ProjectOption, err, out, progress_bar, project_dir
 from pcal_cli.errors import PcalError
-from pcal_cli.methods import METHODS
+from pcal_cli.methods import METHODS, get_method
+from pcal_cli.options import parse_pairs
 from pcal_cli.project import Project
 from pcal_cli.rounds import latest_round, read_json, resolve_round
+from pcal_cli.selection import SELECTORS
 from pcal_cli.steps.label import oracle_round
 from pcal_cli.steps.round import run_rounds
 from pcal_cli.steps.score import ScoreSettings, score_round
@@ -32,6 +34,9 @@ CellOption = Annotated[float, typer.Option(help="Cell size in metres for --unit 
 BudgetHelp = "Points to label: '3%' of the training points, '20000' points, or '20/scene' units per scene."
 DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Redo the step even if its files exist.")]
+OptionList = Annotated[Optional[list[str]], typer.Option(
+    "--option", "-o", help="KEY=VALUE option of the scorer or selector, repeatable (see docs/methods.md).",
+    show_default=False)]
 
 label_app = typer.Typer(help="Reveal labels with the oracle (--oracle), or export the queries for a person "
                         "and import their labels.", invoke_without_command=True, no_args_is_help=False)
@@ -103,12 +108,19 @@ def score_command(
     aggregate: Annotated[str, typer.Option(help="A unit's score from its points: mean | max.")] = "mean",
     seed: Annotated[int, typer.Option(help="Seed for random scores and dropout masks.")] = 0,
     shard: Annotated[Optional[str], typer.Option(help="Score only shard i of N, as 'i/N'.", show_default=False)] = None,
+    features: Annotated[bool, typer.Option("--features", help="Also store pooled unit features "
+                                           "(needed by --selector diversity and kcenter).")] = False,
+    keep: Annotated[Optional[int], typer.Option(help="Store only the best KEEP units of each scene (the "
+                                                "candidates; keeps point-unit scores small).",
+                                                show_default=False)] = None,
+    option: OptionList = None,
     device: DeviceOption = "auto",
     force: ForceOption = False,
 ) -> None:
     proj = _open(ctx, project)
     target = resolve_round(proj, round_index)
-    settings = ScoreSettings(scorer=scorer, unit=unit, cell=cell, aggregate=aggregate, seed=seed)
+    settings = ScoreSettings(scorer=scorer, unit=unit, cell=cell, aggregate=aggregate, seed=seed,
+                             features=features, options=parse_pairs(option or []), keep=keep)
     # shards run side by side, each writing only its own scenes' files: they take no lock
     with proj.lock("score") if shard is None else nullcontext(), progress_bar() as progress:
         task = progress.add_task(f"Scoring round {target}", total=None, item="")
@@ -134,14 +146,16 @@ def select_command(
     project: ProjectOption = None,
     round_index: RoundOption = None,
     budget: Annotated[str, typer.Option(help=BudgetHelp)] = "1%",
-    selector: Annotated[str, typer.Option(help="topk | kcenter.")] = "topk",
+    selector: Annotated[str, typer.Option(help=" | ".join(SELECTORS) + ".")] = "topk",
     seed: Annotated[int, typer.Option(help="Seed for randomised selectors.")] = 0,
+    option: OptionList = None,
     force: ForceOption = False,
 ) -> None:
     proj = _open(ctx, project)
     target = resolve_round(proj, round_index)
     with proj.lock("select"):
-        queries = select_round(proj, target, budget, selector=selector, seed=seed, force=force)
+        queries = select_round(proj, target, budget, selector=selector, seed=seed,
+                               options=parse_pairs(option or []), force=force)
     show_queries(queries)
 
 
@@ -186,14 +200,17 @@ def label_command(
 
 ROUND_HELP = f"""Run whole active learning rounds: train, evaluate, score, select, label.
 
-Methods: {', '.join(METHODS)}. Each step skips what the round already has, so an interrupted
-run continues where it stopped. After the last round the newly labelled set is trained and
-evaluated too (--no-final skips it). --no-label stops after selecting, for a person to label the
-queries with 'pcal label export' / 'pcal label import'.
+Methods: {', '.join(METHODS)} (docs/methods.md). Without round 0 the method's own seed
+is drawn first (--seed-method overrides it). Each step skips what the round already has, so an
+interrupted run continues where it stopped. After the last round the newly labelled set is
+trained and evaluated too (--no-final skips it). --no-label stops after selecting, for a person
+to label the queries with 'pcal label export' / 'pcal label import'.
 
-Example:
+Examples:
 
   pcal round -p demo --method margin --rounds 3 --budget 1% --steps 300
+
+  pcal round -p demo --method redal --rounds 4 -o decay=0.9 -o clusters=100
 """
 
 
@@ -202,7 +219,11 @@ def round_command(
     project: ProjectOption = None,
     method: Annotated[str, typer.Option(help="A method preset.")] = "margin",
     rounds: Annotated[int, typer.Option(help="How many rounds to run.")] = 1,
-    budget: Annotated[str, typer.Option(help=BudgetHelp + " Per round.")] = "1%",
+    budget: Annotated[Optional[str], typer.Option(help=BudgetHelp + " Per round (default: the method's).",
+                                                  show_default=False)] = None,
+    seed_method: Annotated[Optional[str], typer.Option(help="Seed method when round 0 does not exist yet "
+                                                       "(default: the method's).", show_default=False)] = None,
+    option: OptionList = None,
     unit: UnitOption = None,
     cell: CellOption = DEFAULT_CELL,
     label: Annotated[bool, typer.Option("--label/--no-label", help="Label with the oracle after selecting.")] = True,
@@ -212,7 +233,11 @@ def round_command(
     steps: Annotated[int, typer.Option(help="Training steps per round.")] = 1000,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
     batch_size: Annotated[int, typer.Option(help="Scenes per step.")] = 2,
-    warm_start: Annotated[bool, typer.Option("--warm-start", help="Start each round from the previous model.")] = False,
+    warm_start: Annotated[Optional[bool], typer.Option(
+        "--warm-start/--no-warm-start", help="Start each round from the previous model (default: the method's).",
+        show_default=False)] = None,
+    semi: Annotated[Optional[str], typer.Option(help="Training recipe: none | teacher-student "
+                                                "(default: the method's).", show_default=False)] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between resumable partial checkpoints.")] = 100,
     device: DeviceOption = "auto",
     seed: Annotated[int, typer.Option(help="Seed for training and selection.")] = 0,
@@ -220,9 +245,10 @@ def round_command(
     proj = _open(ctx, project)
     if rounds < 1:
         raise PcalError("--rounds must be at least 1")
-    latest_round(proj)  # a clear error before any work when there is no seed round
+    scorer_options, selector_options = get_method(method).split_options(parse_pairs(option or []))
     options = TrainOptions(backbone=backbone, cr=cr, steps=steps, lr=lr, batch_size=batch_size,
-                           warm_start=warm_start, checkpoint_every=checkpoint_every, device=device, seed=seed)
+                           warm_start=warm_start, checkpoint_every=checkpoint_every, device=device, seed=seed,
+                           semi=semi)
     with proj.lock(f"round --method {method}"), progress_bar() as progress:
         task = progress.add_task("Training", total=None, item="")
 
@@ -230,7 +256,9 @@ def round_command(
             progress.update(task, completed=done, total=total, item=f"loss {loss:.3f}")
 
         last = run_rounds(proj, method, rounds=rounds, budget=budget, unit=unit, cell=cell, options=options,
-                          label=label, final=final, say=lambda text: progress.console.print(text),
+                          label=label, final=final, scorer_options=scorer_options,
+                          selector_options=selector_options, seed_method=seed_method,
+                          say=lambda text: progress.console.print(text),
                           on_step=on_step)
     out.print(f"done: latest round {last} ({asdict(options)['backbone']} cr {cr}, method {method})")
 

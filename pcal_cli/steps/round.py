@@ -7,14 +7,17 @@ where it stopped and ends with the same files as an uninterrupted run.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from typing import Any
 
 from pcal_cli.evaluation.evaluate import METRICS_FILE, evaluate
 from pcal_cli.methods import get_method
 from pcal_cli.project import Project
 from pcal_cli.rounds import latest_round, read_json
+from pcal_cli.selection import get_selector
 from pcal_cli.steps.label import oracle_round
 from pcal_cli.steps.score import ScoreSettings, score_round
+from pcal_cli.steps.seed import seed_round
 from pcal_cli.steps.select import select_round
 from pcal_cli.training.supervised import TrainOptions, train
 from pcal_cli.units import DEFAULT_CELL
@@ -47,27 +50,45 @@ def train_and_evaluate(project: Project, round_index: int, options: TrainOptions
         f"{metrics['labelled_percent']:.3f}% labelled")
 
 
-def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str = "1%", unit: str | None = None,
+def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | None = None, unit: str | None = None,
                cell: float = DEFAULT_CELL, options: TrainOptions | None = None, label: bool = True,
-               final: bool = True, say: Say = lambda text: None,
+               final: bool = True, scorer_options: dict[str, Any] | None = None,
+               selector_options: dict[str, Any] | None = None, seed_method: str | None = None,
+               say: Say = lambda text: None,
                on_step: Callable[[int, int, float], None] | None = None) -> int:
     """Run ``rounds`` active learning rounds with ``method``; return the latest round number.
 
-    With ``final`` the last labelled round is trained and evaluated too, so the learning curve
-    ends on the labels the rounds bought. Without ``label`` the loop stops after selecting, for a
-    person to label the queries (``pcal label export``).
+    Without round 0 the method's own seed is drawn first (``seed_method`` overrides it). With
+    ``final`` the last labelled round is trained and evaluated too, so the learning curve ends on
+    the labels the rounds bought. Without ``label`` the loop stops after selecting, for a person
+    to label the queries (``pcal label export``). ``budget`` defaults to the method's.
     """
     preset = get_method(method)
     options = options or TrainOptions()
+    if options.semi is None:
+        options = replace(options, semi=preset.semi)
+    if options.warm_start is None:
+        options = replace(options, warm_start=preset.warm_start)
+    indoor = project.config.indoor
+    budget = budget or preset.round_budget(indoor)
+    get_selector(preset.selector)  # unknown names fail before any work
+    if not project.rounds():
+        commit = seed_round(project, seed_method or preset.seed_method, preset.seed_unit,
+                            preset.initial_budget(indoor), seed=options.seed, cell=cell)
+        say(f"round 0: seeded {commit.points:,} points ({seed_method or preset.seed_method} "
+            f"{preset.seed_unit}s, {preset.initial_budget(indoor)})")
     settings = ScoreSettings(scorer=preset.scorer, unit=unit or preset.unit, cell=cell,
-                             aggregate=preset.aggregate, seed=options.seed)
+                             aggregate=preset.aggregate, seed=options.seed,
+                             features=get_selector(preset.selector).needs_features, keep=preset.keep,
+                             options={**preset.scorer_options, **(scorer_options or {})})
+    chosen_selector_options = {**preset.selector_options, **(selector_options or {})}
     for _ in range(rounds):
         current = latest_round(project)
         train_and_evaluate(project, current, options, say, on_step)
         scored = score_round(project, current, settings, device=options.device)
         say(f"round {current}: scored {scored} scene(s) with {preset.scorer} per {settings.unit}")
         queries = select_round(project, current, budget, selector=preset.selector, seed=options.seed,
-                               method=method, train_options=asdict(options))
+                               method=method, train_options=asdict(options), options=chosen_selector_options)
         say(f"round {current}: selected {len(queries['queries'])} {settings.unit}(s), "
             f"{queries['spent_points']:,} points")
         if not label:

@@ -2,31 +2,38 @@
 
 Writes ``rounds/rNNN/scores/config.json`` (the settings, first) and one ``<scene>.npz`` per
 training scene with ``units`` (int64), ``scores`` (float64, higher = ask first), ``costs``
-(unlabelled points per unit) and, for feature-based selectors, ``features`` (pooled per unit)
-and ``labelled_features``. Scenes already scored are skipped, so an interrupted run continues;
-``--shard i/N`` scores the i-th of N slices of the scene list.
+(unlabelled points per unit), ``pool`` (the scene's unlabelled points) and, for feature-based
+selectors, ``features`` and ``xyz`` (mean decoder feature and centroid per unit) and
+``labelled_features``. With ``keep`` only the best ``keep`` units of each scene are stored (the
+candidates; for point units this keeps files small). Scenes already scored are skipped, so an
+interrupted run continues; ``--shard i/N`` scores the i-th of N slices of the scene list.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from pcal_cli import __version__
-from pcal_cli.acquisition import ScorerSpec, get_scorer
+from pcal_cli.acquisition import SceneInputs, ScorerSpec, get_scorer
 from pcal_cli.acquisition.aggregate import pool_features, unit_scores
 from pcal_cli.acquisition.mc_dropout import mc_dropout_entropy, mc_dropout_mode
 from pcal_cli.acquisition.segment_entropy import segment_entropy
 from pcal_cli.acquisition.uncertainty import random_scores
 from pcal_cli.atomic import atomic_open, write_json
 from pcal_cli.errors import PcalError
+from pcal_cli.options import resolve_options
 from pcal_cli.project import Project
 from pcal_cli.rounds import UNKNOWN, load_labels, read_json, run_dir
+from pcal_cli.selection.topk import rank_descending
 from pcal_cli.steps.pool import pool_scene
+from pcal_cli.steps.properties import scene_properties
 from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
 from pcal_cli.training.inference import scene_inputs
 from pcal_cli.training.supervised import MODEL_FILE, resolve_device
@@ -44,10 +51,19 @@ class ScoreSettings:
     aggregate: str = "mean"
     seed: int = 0
     passes: int = 10  # MC-dropout forward passes
+    features: bool = False  # store pooled unit features and centroids (for feature-based selectors)
+    options: dict[str, Any] = field(default_factory=dict)  # scorer options given by the user
+    keep: int | None = None  # keep only the best `keep` units of each scene (candidates)
 
     def to_dict(self) -> dict:
         return {"scorer": self.scorer, "unit": self.unit, "cell": self.cell, "aggregate": self.aggregate,
-                "seed": self.seed, "passes": self.passes}
+                "seed": self.seed, "passes": self.passes, "features": self.features, "keep": self.keep}
+
+
+def resolved_options(project: Project, spec: ScorerSpec, given: dict[str, Any]) -> dict[str, Any]:
+    """The scorer's options for this project (indoor/outdoor defaults, then ``given``), JSON-ready."""
+    options = resolve_options(spec.default_options(project.config.indoor), given, f"scorer '{spec.name}'")
+    return json.loads(json.dumps(options))
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -81,12 +97,15 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
     """Score the pool of round ``round_index``; return how many scenes were scored now."""
     spec = get_scorer(settings.scorer)
     check_unit(settings.unit)
+    if settings.keep is not None and settings.keep < 1:
+        raise PcalError(f"--keep must be at least 1, got {settings.keep}")
     if settings.aggregate not in AGGREGATES:
         raise PcalError(f"unknown aggregate '{settings.aggregate}' (choose from {', '.join(AGGREGATES)})")
     folder = scores_dir(project, round_index)
     config_path = folder / "config.json"
     state = load_checkpoint(run_dir(project, round_index) / MODEL_FILE)
-    wanted = {**settings.to_dict(), "model_step": state["step"], "pcal_version": __version__}
+    options = resolved_options(project, spec, settings.options)
+    wanted = {**settings.to_dict(), "options": options, "model_step": state["step"], "pcal_version": __version__}
     if config_path.is_file():
         existing = read_json(config_path, "score settings")
         if existing != wanted and not force:
@@ -110,7 +129,7 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
                 on_scene(done, len(todo), name)
             continue
         arrays = score_scene(project, round_index, name, names.index(name), model, ckpt, spec, settings,
-                             torch_device)
+                             options, torch_device)
         with atomic_open(path, "wb") as handle:
             np.savez(handle, **arrays)
         done_now += 1
@@ -120,8 +139,9 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
 
 
 def score_scene(project: Project, round_index: int, name: str, scene_index: int, model: torch.nn.Module,
-                ckpt: dict, spec: ScorerSpec, settings: ScoreSettings, device: torch.device) -> dict[str, np.ndarray]:
-    """Unit scores of one training scene (pure of file writes)."""
+                ckpt: dict, spec: ScorerSpec, settings: ScoreSettings, options: dict[str, Any],
+                device: torch.device) -> dict[str, np.ndarray]:
+    """Unit scores of one training scene (pure of file writes, except the geometry cache)."""
     scene = pool_scene(project, name)
     labels = load_labels(project, round_index, name, len(scene))
     ids = unit_ids(scene, settings.unit, settings.cell)
@@ -129,19 +149,25 @@ def score_scene(project: Project, round_index: int, name: str, scene_index: int,
     num_classes = ckpt["num_classes"]
     rng = np.random.default_rng([settings.seed, round_index, scene_index])
     arrays: dict[str, np.ndarray] = {}
-    if spec.name == "random":
+    voxel_features = inverse = None
+    if spec.name == "random" and not settings.features:
         point_scores = random_scores(len(scene), rng)
-        features = None
     else:
         inputs, inverse = scene_inputs(scene, ckpt["channels"], ckpt["voxel_size"], num_classes, device)
         probs, voxel_features = _forward(model, inputs, spec, settings, rng)  # per voxel
-        features = voxel_features[inverse] if spec.needs_features else None
-        if spec.unit_level:
+        if spec.name == "random":
+            point_scores = random_scores(len(scene), rng)
+        elif spec.unit_level:
             pred = (probs.mean(axis=0) if probs.ndim == 3 else probs).argmax(axis=1)[inverse]
             units, scores = segment_entropy(pred, np.where(available, ids, -1), num_classes)
             arrays.update(units=units, scores=scores.astype(np.float64),
                           costs=np.bincount(ids[available], minlength=int(ids.max()) + 1)[units].astype(np.int64))
             point_scores = None
+        elif spec.scene_score is not None:
+            context = SceneInputs(xyz=scene.xyz, rgb=scene.rgb, probs=probs, features=voxel_features,
+                                  inverse=inverse, rng=rng,
+                                  properties=lambda k: scene_properties(project, scene, k))
+            point_scores = spec.scene_score(context, options)
         elif spec.needs_passes:
             point_scores = mc_dropout_entropy(probs)[inverse]
         elif spec.point_score is not None:
@@ -151,10 +177,17 @@ def score_scene(project: Project, round_index: int, name: str, scene_index: int,
     if "units" not in arrays:
         units, scores, costs = unit_scores(point_scores, ids, available, how=settings.aggregate)
         arrays.update(units=units, scores=scores, costs=costs)
-    if features is not None:
-        arrays["features"] = pool_features(features, ids, available).astype(np.float32)
+    arrays["pool"] = np.int64(arrays["costs"].sum())
+    selectable = available
+    if settings.keep is not None and len(arrays["units"]) > settings.keep:
+        best = np.sort(rank_descending(arrays["scores"])[:settings.keep])  # rows stay sorted by unit
+        arrays.update(units=arrays["units"][best], scores=arrays["scores"][best], costs=arrays["costs"][best])
+        selectable = available & np.isin(ids, arrays["units"])
+    if voxel_features is not None and (spec.needs_features or settings.features):
+        arrays["features"] = pool_features(voxel_features, ids, selectable, rows=inverse).astype(np.float32)
+        arrays["xyz"] = pool_features(scene.xyz, ids, selectable).astype(np.float32)
         known = (labels >= 0) & (ids >= 0)
-        arrays["labelled_features"] = pool_features(features, ids, known).astype(np.float32)
+        arrays["labelled_features"] = pool_features(voxel_features, ids, known, rows=inverse).astype(np.float32)
     return arrays
 
 

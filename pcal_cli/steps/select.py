@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,9 @@ from pcal_cli.atomic import write_json
 from pcal_cli.errors import PcalError
 from pcal_cli.project import Project
 from pcal_cli.rounds import QUERIES_FILE, read_json
-from pcal_cli.selection import get_selector, kcenter_greedy, select_topk
+from pcal_cli.options import resolve_options
+from pcal_cli.selection import diversity_select, fds_select, get_selector, kcenter_greedy, select_topk
+from pcal_cli.selection.topk import rank_descending
 from pcal_cli.selection.topk import select_top_per_group
 from pcal_cli.selection.budget import parse_budget
 from pcal_cli.steps.pool import training_points
@@ -22,12 +25,18 @@ ROUND_FILE = "round.json"
 
 def select_round(project: Project, round_index: int, budget: str, *, selector: str = "topk", seed: int = 0,
                  method: str | None = None, train_options: dict[str, Any] | None = None,
-                 force: bool = False) -> dict[str, Any]:
-    """Choose round ``round_index``'s queries; an existing ``queries.json`` is kept unless ``force``."""
+                 options: dict[str, Any] | None = None, force: bool = False) -> dict[str, Any]:
+    """Choose round ``round_index``'s queries; an existing ``queries.json`` is kept unless ``force``.
+
+    ``options`` are the selector's options (``-o KEY=VALUE``; defaults by indoor/outdoor project).
+    """
     path = project.round_dir(round_index) / QUERIES_FILE
     if path.is_file() and not force:
         return read_json(path, "queries")
-    get_selector(selector)
+    spec = get_selector(selector)
+    selector = spec.name
+    chosen_options = json.loads(json.dumps(resolve_options(spec.default_options(project.config.indoor),
+                                                           options or {}, f"selector '{selector}'")))
     parsed = parse_budget(budget)
     config, arrays = load_scores(project, round_index)
     names = project.scenes("train")
@@ -35,7 +44,8 @@ def select_round(project: Project, round_index: int, budget: str, *, selector: s
     units = np.concatenate([arrays[n]["units"] for n in names]).astype(np.int64)
     scores = np.concatenate([arrays[n]["scores"] for n in names]).astype(np.float64)
     costs = np.concatenate([arrays[n]["costs"] for n in names]).astype(np.int64)
-    pool = int(costs.sum())
+    pool = int(sum(int(arrays[n].get("pool", arrays[n]["costs"].sum())) for n in names))
+    candidates = int(costs.sum())
     if pool == 0:
         raise PcalError(f"{project.root}: every training point is labelled already; nothing to select")
     if parsed.kind == "per_scene":
@@ -47,13 +57,27 @@ def select_round(project: Project, round_index: int, budget: str, *, selector: s
         budget_points = parsed.points(training_points(project))
         if budget_points > pool:
             raise PcalError(f"budget of {budget_points:,} points exceeds the unlabelled pool of {pool:,} points")
+        if budget_points > candidates:
+            raise PcalError(f"budget of {budget_points:,} points exceeds the {candidates:,} candidate points kept "
+                            f"when scoring (keep={config.get('keep')} units per scene); score again with a "
+                            "larger --keep")
+        if spec.needs_features and not all("features" in arrays[n] for n in names):
+            raise PcalError(f"--selector {selector} needs unit features: score again with --features "
+                            "(or --scorer coreset)")
         if selector == "kcenter":
-            if not all("features" in arrays[n] for n in names):
-                raise PcalError("--selector kcenter needs features: score with --scorer coreset")
             features = np.concatenate([arrays[n]["features"] for n in names])
             labelled = np.concatenate([arrays[n]["labelled_features"] for n in names])
             chosen = kcenter_greedy(features, costs, budget_points, labelled if len(labelled) else None,
                                     np.random.default_rng([seed, round_index]))
+        elif selector == "fds":
+            if config["unit"] != "point":
+                raise PcalError("--selector fds selects points: score with --unit point")
+            xyz = np.concatenate([arrays[n]["xyz"] for n in names])
+            features = np.concatenate([arrays[n]["features"] for n in names])
+            chosen = fds_select(rank_descending(scores), scene_of, xyz, features, budget_points, **chosen_options)
+        elif selector == "diversity":
+            features = np.concatenate([arrays[n]["features"] for n in names])
+            chosen = diversity_select(scores, costs, features, budget_points, seed=seed, **chosen_options)
         else:
             chosen = select_topk(scores, costs, budget_points)
     if len(chosen) == 0:
@@ -69,6 +93,8 @@ def select_round(project: Project, round_index: int, budget: str, *, selector: s
         "cell": config["cell"],
         "scorer": config["scorer"],
         "selector": selector,
+        "selector_options": chosen_options,
+        "scorer_options": config.get("options", {}),
         "budget": budget,
         "budget_points": budget_points,
         "spent_points": int(costs[chosen].sum()),
@@ -77,6 +103,7 @@ def select_round(project: Project, round_index: int, budget: str, *, selector: s
     }
     write_json(project.round_dir(round_index) / ROUND_FILE, {
         "method": method or config["scorer"], "scorer": config["scorer"], "selector": selector,
+        "scorer_options": config.get("options", {}), "selector_options": chosen_options,
         "unit": config["unit"], "budget": budget, "seed": seed, "train": train_options or {},
         "pcal_version": __version__,
     })

@@ -20,14 +20,21 @@ FORMAT = "pcal-checkpoint-1"
 
 def save_checkpoint(path: Path, model: torch.nn.Module, config: dict[str, Any], step: int,
                     optimizer: torch.optim.Optimizer | None = None,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
-    """Write a checkpoint atomically (temporary file + rename)."""
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                    student: torch.nn.Module | None = None) -> None:
+    """Write a checkpoint atomically (temporary file + rename).
+
+    With teacher-student training ``model`` is the teacher (what evaluation and scoring use) and
+    ``student`` the student, kept for resuming and warm starts.
+    """
     state: dict[str, Any] = {
         "format": FORMAT,
         "config": config,
         "step": int(step),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    if student is not None:
+        state["student"] = {k: v.detach().cpu() for k, v in student.state_dict().items()}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
     if scheduler is not None:

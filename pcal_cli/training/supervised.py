@@ -26,6 +26,8 @@ from pcal_cli.models import MODELS, build_model
 from pcal_cli.project import Project
 from pcal_cli.rounds import labelled_scenes, load_labels, run_dir
 from pcal_cli.training.checkpoint import load_checkpoint, save_checkpoint
+from pcal_cli.training.ema import make_teacher
+from pcal_cli.training.mean_teacher import SEMI_RECIPES, teacher_student_step
 from pcal_cli.training.data import augment, collate, crop, input_channels, point_features, voxelize
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -48,8 +50,11 @@ class TrainOptions:
     max_points: int = 200_000
     device: str = "auto"
     seed: int = 0
-    warm_start: bool = False
+    warm_start: bool | None = None  # None: no (pcal round: the method's choice)
     checkpoint_every: int = 100
+    semi: str | None = None  # None or "none": supervised only; "teacher-student": HPAL's recipe
+    ema_keep: float = 0.955  # teacher-student: EMA keep rate per step
+    pseudo_threshold: float = 0.75  # teacher-student: teacher confidence for a pseudo-label
 
 
 @dataclass
@@ -93,6 +98,10 @@ def check_options(options: TrainOptions) -> None:
         raise PcalError("--steps must be at least 1")
     if options.epochs is not None and options.epochs <= 0:
         raise PcalError("--epochs must be positive")
+    if options.semi not in (None, *SEMI_RECIPES):
+        raise PcalError(f"unknown --semi recipe '{options.semi}' (choose from {', '.join(SEMI_RECIPES)})")
+    if not 0.0 <= options.ema_keep <= 1.0 or not 0.0 <= options.pseudo_threshold <= 1.0:
+        raise PcalError("--ema-keep and --pseudo-threshold must lie in [0, 1]")
 
 
 def load_training_scenes(project: Project, round_index: int | None) -> list[tuple[Scene, np.ndarray]]:
@@ -142,13 +151,16 @@ def train(project: Project, round_index: int | None, options: TrainOptions, *, r
     torch.manual_seed(options.seed)
     model = build_model(options.backbone, resolved["in_channels"], config.num_classes, cr=options.cr,
                         seed=options.seed).to(device)
+    teacher = make_teacher(model) if options.semi == "teacher-student" else None
     if options.warm_start and round_index is not None and round_index > 0:
         previous = project.round_dir(round_index - 1) / MODEL_FILE
         state = load_checkpoint(previous)
         if state["config"]["backbone"] != options.backbone or state["config"]["cr"] != options.cr:
             raise PcalError(f"--warm-start: {previous} is a {state['config']['backbone']} cr "
                             f"{state['config']['cr']}, not {options.backbone} cr {options.cr}")
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.get("student", state["model"]))
+        if teacher is not None:
+            teacher.load_state_dict(state["model"])
         resolved["warm_start_from"] = str(previous.relative_to(project.root))
     optimizer = _optimizer(model, options)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(steps))
@@ -158,7 +170,9 @@ def train(project: Project, round_index: int | None, options: TrainOptions, *, r
         if state["config"] != resolved:
             raise PcalError(f"{partial_path}: was started with other settings; pass the same options, "
                             "or --force to start over")
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.get("student", state["model"]))
+        if teacher is not None:
+            teacher.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = state["step"]
@@ -167,14 +181,18 @@ def train(project: Project, round_index: int | None, options: TrainOptions, *, r
     loss_value = None
     model.train()
     for step in range(start, steps):
-        loss_value = _train_step(model, optimizer, scenes, options, config, step, device)
+        if teacher is None:
+            loss_value = _train_step(model, optimizer, scenes, options, config, step, device)
+        else:
+            loss_value = teacher_student_step(model, teacher, optimizer, scenes, options, config, step, device)
         scheduler.step()
         done = step + 1
         if done % options.checkpoint_every == 0 and done < steps:
-            save_checkpoint(partial_path, model, resolved, done, optimizer, scheduler)
+            save_checkpoint(partial_path, model if teacher is None else teacher, resolved, done, optimizer, scheduler,
+                            student=model if teacher is not None else None)
         if on_step is not None:
             on_step(done, steps, loss_value)
-    save_checkpoint(final_path, model, resolved, steps)
+    save_checkpoint(final_path, model if teacher is None else teacher, resolved, steps, student=model if teacher is not None else None)
     partial_path.unlink(missing_ok=True)
     return TrainResult(final_path, False, steps, loss_value, time.perf_counter() - began,
                        resolved["labelled_points"], len(scenes), resumed_from=start)

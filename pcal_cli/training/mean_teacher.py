@@ -1,0 +1,62 @@
+"""One step of HPAL's teacher-student training (``--semi teacher-student``).
+
+The same cropped points are voxelised twice: a strong view for the student
+(:func:`pcal_cli.training.views.strong_view`) and the clean points for the teacher. Both
+networks' voxel logits are mapped back to the points through their voxelisation maps, so the
+loss (:func:`pcal_cli.training.teacher_student.teacher_student_loss`) compares the two views
+point by point: every labelled point supervises the student (not only its voxel's
+representative), the teacher's distribution guides the student everywhere (KL), and confident
+teacher predictions are pseudo-labels. After the optimiser step the teacher follows the student
+by EMA (parameters and batch-norm statistics).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pcal_cli.training.data import Voxelized, collate, crop, point_features, voxelize
+from pcal_cli.training.ema import ema_update
+from pcal_cli.training.teacher_student import teacher_student_loss
+from pcal_cli.training.views import strong_view
+
+SEMI_RECIPES = ("none", "teacher-student")
+
+
+def point_logits(model: torch.nn.Module, items: list[Voxelized], device: torch.device) -> torch.Tensor:
+    """Logits per point ``[sum N_b, C]`` of a batch of voxelised scenes (points in item order)."""
+    inputs, _ = collate(items, device)
+    logits, _ = model(inputs)
+    offsets = np.cumsum([0] + [len(v.coords) for v in items[:-1]])
+    rows = np.concatenate([v.inverse + o for v, o in zip(items, offsets)])
+    return logits[torch.from_numpy(rows).to(logits.device)]
+
+
+def teacher_student_step(model: torch.nn.Module, teacher: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                         scenes: list, options, config, step: int, device: torch.device) -> float:
+    """One optimiser step of the student and one EMA update of the teacher; returns the loss."""
+    rng = np.random.default_rng([options.seed, step])
+    torch.manual_seed(options.seed * 1_000_003 + step)
+    count = min(options.batch_size, len(scenes))
+    student_items, teacher_items, labels = [], [], []
+    for index in rng.choice(len(scenes), size=count, replace=False):
+        scene, known = scenes[index]
+        keep = crop(scene.xyz, options.max_points, known, rng)
+        part = scene.subset(keep)
+        xyz, rgb = strong_view(part.xyz, part.rgb, rng)
+        student_items.append(voxelize(xyz, point_features(xyz, part, config.channels, rgb=rgb), known[keep],
+                                      config.voxel_size, config.num_classes))
+        teacher_items.append(voxelize(part.xyz, point_features(part.xyz, part, config.channels), known[keep],
+                                      config.voxel_size, config.num_classes))
+        labels.append(known[keep].astype(np.int64))
+    target = torch.from_numpy(np.concatenate(labels)).to(device)
+    with torch.no_grad():
+        teacher.eval()
+        teacher_logits = point_logits(teacher, teacher_items, device)
+    student_logits = point_logits(model, student_items, device)
+    loss, _ = teacher_student_loss(student_logits, teacher_logits, target, threshold=options.pseudo_threshold)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    ema_update(teacher, model, options.ema_keep)
+    return float(loss.detach())
