@@ -119,12 +119,14 @@ def commit_labels(
     units: dict[str, int] | None = None,
     allow_relabel: bool = False,
     details: dict[str, Any] | None = None,
+    extra_files: dict[str, dict[str, Any]] | None = None,
 ) -> LabelCommit:
     """Create round ``new_round`` = the previous round's labels updated with ``updates``.
 
     ``updates`` maps a scene to its full label array for the new round (-1 unknown). Labels only
     grow: a label known before must stay known, and keep its class unless ``allow_relabel``.
     The same function serves the seed, the oracle and a person's import (``source``).
+    ``extra_files`` (name -> JSON content) are written into the new round folder with it.
     """
     if source not in SOURCES:
         raise PcalError(f"unknown label source '{source}'")
@@ -173,6 +175,8 @@ def commit_labels(
         }
         record.update(details or {})
         write_json(staging / LABELLING_FILE, record)
+        for file_name, content in (extra_files or {}).items():
+            write_json(staging / file_name, content)
         os.replace(staging, target)
         fsync_dir(project.rounds_dir)
     except BaseException:

@@ -22,7 +22,7 @@ from pcal_cli.selection import SELECTORS
 from pcal_cli.steps.label import oracle_round
 from pcal_cli.steps.round import run_rounds
 from pcal_cli.steps.score import ScoreSettings, score_round
-from pcal_cli.steps.seed import SEEDERS, seed_round
+from pcal_cli.steps.seed import SEED_FILE, SEED_METHODS, seed_round
 from pcal_cli.steps.select import select_round
 from pcal_cli.training.supervised import TrainOptions
 from pcal_cli.units import DEFAULT_CELL, UNITS
@@ -56,34 +56,55 @@ def _open(ctx: typer.Context, project: Path | None) -> Project:
 
 SEED_HELP = f"""Pick the initial labelled set and reveal it as round 0 (ledger source 'seed').
 
-Methods: {', '.join(SEEDERS)}. The budget is counted in points.
+Methods: {', '.join(SEED_METHODS)}. random draws units at random; seedal chooses whole scenes
+that are diverse in themselves and from each other (SeedAL), from descriptors of the points
+(default), a pcal model (--features model:PATH) or your image features (--features images:DIR,
+one DIR/<scene>.npy of shape [M, D] per scene), and writes rounds/r000/seed.json. The budget is
+counted in points.
 
 Examples:
 
   pcal seed -p demo --unit region --budget 3%
 
   pcal seed -p demo --unit point --budget 20/scene --seed 1
+
+  pcal seed -p demo --method seedal --budget 3%
 """
 
 
 def seed_command(
     ctx: typer.Context,
     project: ProjectOption = None,
-    method: Annotated[str, typer.Option(help=f"{' | '.join(SEEDERS)}.")] = "random",
-    unit: Annotated[str, typer.Option(help=f"Labelling unit: {' | '.join(UNITS)}.")] = "region",
+    method: Annotated[str, typer.Option(help=f"{' | '.join(SEED_METHODS)}.")] = "random",
+    unit: Annotated[Optional[str], typer.Option(help=f"Labelling unit: {' | '.join(UNITS)} (default: region; "
+                                                "scene for seedal).", show_default=False)] = None,
     budget: Annotated[str, typer.Option(help=BudgetHelp)] = "3%",
     cell: CellOption = DEFAULT_CELL,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    features: Annotated[str, typer.Option(help="seedal: points | model:PATH | images:DIR.")] = "points",
+    solver: Annotated[str, typer.Option(help="seedal: milp (HiGHS, greedy fallback) | greedy.")] = "milp",
+    time_limit: Annotated[float, typer.Option(help="seedal: seconds for the MILP solver.")] = 30.0,
+    top_pairs: Annotated[Optional[int], typer.Option(help="seedal: candidate scene pairs kept (default: 50 "
+                                                     "per scene).", show_default=False)] = None,
+    device: DeviceOption = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace round 0 when no later round exists.")] = False,
 ) -> None:
     proj = _open(ctx, project)
+    seedal = {"features": features, "solver": solver, "time_limit": time_limit, "top_pairs": top_pairs,
+              "device": device}
     with proj.lock("seed"):
-        commit = seed_round(proj, method, unit, budget, seed, cell, force=force)
+        commit = seed_round(proj, method, unit, budget, seed, cell, force=force,
+                            seedal=seedal if method == "seedal" else None)
     if commit.skipped:
         err.print("round 0 exists: skipped (pass --force to replace it)")
         return
     out.print(f"round 0: {commit.points:,} points labelled in {len(commit.scenes)} scene(s) "
-              f"({method} {unit}s, budget {budget})")
+              f"({method}, budget {budget})")
+    if method == "seedal":
+        report = read_json(proj.round_dir(0) / SEED_FILE, "seed report")
+        gap = "" if report.get("gap") is None else f", gap {report['gap']:.3g}"
+        out.print(f"SeedAL objective {report['objective']:.4f} ({report['solver']}, {report['status']}{gap}); "
+                  f"scenes: {', '.join(e['scene'] for e in report['scenes'])}")
 
 
 SCORE_HELP = f"""Score the unlabelled pool of a round with its model.
@@ -223,6 +244,8 @@ def round_command(
                                                   show_default=False)] = None,
     seed_method: Annotated[Optional[str], typer.Option(help="Seed method when round 0 does not exist yet "
                                                        "(default: the method's).", show_default=False)] = None,
+    seed_budget: Annotated[Optional[str], typer.Option(help="Seed budget when round 0 does not exist yet "
+                                                       "(default: the method's).", show_default=False)] = None,
     option: OptionList = None,
     unit: UnitOption = None,
     cell: CellOption = DEFAULT_CELL,
@@ -258,6 +281,7 @@ def round_command(
         last = run_rounds(proj, method, rounds=rounds, budget=budget, unit=unit, cell=cell, options=options,
                           label=label, final=final, scorer_options=scorer_options,
                           selector_options=selector_options, seed_method=seed_method,
+                          seed_budget=seed_budget,
                           say=lambda text: progress.console.print(text),
                           on_step=on_step)
     out.print(f"done: latest round {last} ({asdict(options)['backbone']} cr {cr}, method {method})")

@@ -88,6 +88,8 @@ def _report_one(path: Path, split: str, out_dir: Path, show_queries: str | None,
     _print_class_table(run, round_index)
     if run.budget:
         out.print(_budget_table(run))
+    if run.seed_report:
+        out.print(_seed_table(run.seed_report))
     for note in run.notes:
         out.print(f"[yellow]note:[/] {note}", highlight=False)
     if run.evaluated:
@@ -159,6 +161,19 @@ def _budget_table(run: RunReport) -> Table:
                       f"{line.percent:.3f}")
     share = 100.0 * run.ledger_points / run.training_points if run.training_points else 0.0
     table.add_row("total", "", "", "", f"{run.ledger_points:,}", f"{share:.3f}", style="bold")
+    return table
+
+
+def _seed_table(report: dict) -> Table:
+    """SeedAL's chosen scenes: their own diversity (1 - mu_s) and the objective."""
+    gap = "" if report.get("gap") is None else f", gap {report['gap']:.3g}"
+    table = Table(title=f"seed diversity (SeedAL, {report.get('features', 'points')} descriptors): objective "
+                        f"{report.get('objective', 0):.4f}, {report.get('solver')} {report.get('status')}{gap}")
+    for column in ("scene", "points", "centroids", "1 - mu_s"):
+        table.add_column(column, justify="left" if column == "scene" else "right")
+    for entry in report.get("scenes", []):
+        table.add_row(str(entry.get("scene")), f"{entry.get('points', 0):,}", str(entry.get("centroids")),
+                      f"{1 - entry.get('mu_s', 1):.3f}")
     return table
 
 

@@ -98,6 +98,7 @@ class RunReport:
     budget: list[BudgetLine]
     ledger_points: int
     notes: list[str]
+    seed_report: dict[str, Any] | None = None  # rounds/r000/seed.json (SeedAL's choice), if any
 
     @property
     def evaluated(self) -> list[RoundRow]:
@@ -208,6 +209,7 @@ def collect_run(project_root: str | os.PathLike, split: str = "test") -> RunRepo
         budget=budget,
         ledger_points=ledger_points,
         notes=notes,
+        seed_report=_optional_json(project.round_dir(0) / "seed.json", "seed report") if rounds else None,
     )
 
 

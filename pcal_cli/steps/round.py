@@ -54,11 +54,12 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
                cell: float = DEFAULT_CELL, options: TrainOptions | None = None, label: bool = True,
                final: bool = True, scorer_options: dict[str, Any] | None = None,
                selector_options: dict[str, Any] | None = None, seed_method: str | None = None,
-               say: Say = lambda text: None,
+               seed_budget: str | None = None, say: Say = lambda text: None,
                on_step: Callable[[int, int, float], None] | None = None) -> int:
     """Run ``rounds`` active learning rounds with ``method``; return the latest round number.
 
-    Without round 0 the method's own seed is drawn first (``seed_method`` overrides it). With
+    Without round 0 the method's own seed is drawn first (``seed_method`` and ``seed_budget``
+    override it). With
     ``final`` the last labelled round is trained and evaluated too, so the learning curve ends on
     the labels the rounds bought. Without ``label`` the loop stops after selecting, for a person
     to label the queries (``pcal label export``). ``budget`` defaults to the method's.
@@ -73,10 +74,12 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
     budget = budget or preset.round_budget(indoor)
     get_selector(preset.selector)  # unknown names fail before any work
     if not project.rounds():
-        commit = seed_round(project, seed_method or preset.seed_method, preset.seed_unit,
-                            preset.initial_budget(indoor), seed=options.seed, cell=cell)
-        say(f"round 0: seeded {commit.points:,} points ({seed_method or preset.seed_method} "
-            f"{preset.seed_unit}s, {preset.initial_budget(indoor)})")
+        chosen_seed = seed_method or preset.seed_method
+        seed_unit = "scene" if chosen_seed == "seedal" else preset.seed_unit
+        seed_budget = seed_budget or preset.initial_budget(indoor)
+        commit = seed_round(project, chosen_seed, seed_unit, seed_budget, seed=options.seed,
+                            cell=cell, seedal={"device": options.device} if chosen_seed == "seedal" else None)
+        say(f"round 0: seeded {commit.points:,} points ({chosen_seed} {seed_unit}s, {seed_budget})")
     settings = ScoreSettings(scorer=preset.scorer, unit=unit or preset.unit, cell=cell,
                              aggregate=preset.aggregate, seed=options.seed,
                              features=get_selector(preset.selector).needs_features, keep=preset.keep,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,8 @@ from pcal_cli.selection.topk import select_top_per_group
 from pcal_cli.steps.pool import pool_scene, reveal, training_points
 from pcal_cli.units import DEFAULT_CELL, check_unit, unit_ids
 
-SEED_METHODS = ("random",)
+SEED_METHODS = ("random", "seedal")
+SEED_FILE = "seed.json"
 
 
 def random_seed_units(project: Project, unit: str, budget_text: str, seed: int,
@@ -58,12 +60,24 @@ def random_seed_units(project: Project, unit: str, budget_text: str, seed: int,
 SEEDERS: dict[str, Callable[..., dict[str, np.ndarray]]] = {"random": random_seed_units}
 
 
-def seed_round(project: Project, method: str = "random", unit: str = "region", budget: str = "3%",
-               seed: int = 0, cell: float = DEFAULT_CELL, force: bool = False) -> LabelCommit:
-    """Select the initial set with ``method`` and reveal it as round 0 (ledger source ``seed``)."""
+def seed_round(project: Project, method: str = "random", unit: str | None = None, budget: str = "3%",
+               seed: int = 0, cell: float = DEFAULT_CELL, force: bool = False,
+               seedal: dict[str, Any] | None = None) -> LabelCommit:
+    """Select the initial set with ``method`` and reveal it as round 0 (ledger source ``seed``).
+
+    ``method`` is ``random`` (units drawn at random; ``unit`` defaults to region) or ``seedal``
+    (diverse whole scenes; ``seedal`` holds the keyword options of
+    :func:`pcal_cli.steps.seedal_seed.seedal_seed_scenes`, and its report is written to
+    ``rounds/r000/seed.json``).
+    """
+    if method not in SEED_METHODS:
+        raise PcalError(f"unknown seed method '{method}' (choose from {', '.join(SEED_METHODS)})")
+    if method == "seedal":
+        if unit not in (None, "scene"):
+            raise PcalError(f"SeedAL chooses whole scenes: --unit scene, not {unit}")
+        unit = "scene"
+    unit = unit or "region"
     check_unit(unit)
-    if method not in SEEDERS:
-        raise PcalError(f"unknown seed method '{method}' (choose from {', '.join(SEEDERS)})")
     if project.rounds():
         if not force:
             return LabelCommit(0, 0, {}, skipped=True)
@@ -73,7 +87,13 @@ def seed_round(project: Project, method: str = "random", unit: str = "region", b
         _drop_ledger_round(project, 0)
     if not project.scenes("train"):
         raise PcalError(f"{project.root}: the project has no training scenes")
-    picked = SEEDERS[method](project, unit, budget, seed, cell)
+    report = None
+    if method == "seedal":
+        from pcal_cli.steps.seedal_seed import seedal_seed_scenes
+
+        picked, report = seedal_seed_scenes(project, budget, seed, **(seedal or {}))
+    else:
+        picked = SEEDERS[method](project, unit, budget, seed, cell)
     updates, units = {}, {}
     for name, chosen in picked.items():
         scene = pool_scene(project, name)
@@ -81,7 +101,8 @@ def seed_round(project: Project, method: str = "random", unit: str = "region", b
         updates[name] = reveal(project, name, mask)
         units[name] = len(chosen)
     details = {"method": method, "budget": budget, "seed": seed, "cell": cell}
-    return commit_labels(project, 0, updates, source="seed", unit=unit, units=units, details=details)
+    return commit_labels(project, 0, updates, source="seed", unit=unit, units=units, details=details,
+                         extra_files={SEED_FILE: report} if report is not None else None)
 
 
 def _drop_ledger_round(project: Project, round_index: int) -> None:
