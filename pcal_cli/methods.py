@@ -32,6 +32,7 @@ class Method:
     keep: int | None = None  # candidates kept per scene when scoring (point units)
     semi: str = "none"  # training recipe: "none" or "teacher-student"
     warm_start: bool = False  # start each round's networks from the previous round's
+    reg: str = "none"  # training regulariser: "none" or "hybrid-contrastive"
 
     def round_budget(self, indoor: bool) -> str:
         return self.budget if indoor or self.outdoor_budget is None else self.outdoor_budget
@@ -65,6 +66,9 @@ REDAL = dict(unit="region", budget="2%", outdoor_budget="1%", seed_unit="scene",
 #: HPAL's protocol (Xu et al. 2023): random points, 0.02 % of the training points per round.
 HPAL = dict(unit="point", budget="0.02%", seed_unit="point", seed_budget="0.02%", keep=4096)
 
+#: JoPro's protocol (KBS 2025): random points as the seed, each round adds as many points again.
+JOPRO = dict(unit="point", budget="0.02%", seed_unit="point", seed_budget="0.02%")
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
@@ -93,6 +97,11 @@ METHODS: dict[str, Method] = {
         Method("hpal_mmu_fds", "margin", selector="fds", **HPAL, description="HPAL ablation MMU+FDS"),
         Method("hpal_hmmu_fds", "hmmu", selector="fds", **HPAL, description="HPAL ablation HMMU+FDS (no TS)"),
         Method("hpal_random", "random", **HPAL, description="random points under HPAL's protocol"),
+        Method("jopro", "fms", selector="jopro", reg="hybrid-contrastive", **JOPRO,
+               description="JoPro: feature-mixing stability on a flow density + prototype/spatial suppression "
+                           "+ hybrid contrastive training"),
+        Method("jopro_noreg", "fms", selector="jopro", **JOPRO,
+               description="JoPro's scorer and selector without the contrastive regulariser"),
     )
 }
 

@@ -55,6 +55,7 @@ class ScorerSpec:
     scene_score: Callable[[SceneInputs, dict[str, Any]], np.ndarray] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     outdoor_options: dict[str, Any] = field(default_factory=dict)
+    round_state: bool = False  # the round engine prepares per-round state first (fms)
 
     def default_options(self, indoor: bool = True) -> dict[str, Any]:
         """The option defaults for an indoor or outdoor project."""
@@ -82,6 +83,20 @@ def hmmu_point_scores(inputs: SceneInputs, options: dict[str, Any]) -> np.ndarra
     return -hmmu_scores(inputs.xyz, inputs.point_probs(), options["levels"], options["weights"])
 
 
+def fms_point_scores(inputs: SceneInputs, options: dict[str, Any]) -> np.ndarray:
+    """JoPro's feature-mixing stability per voxel, negated (higher = ask first), mapped to points."""
+    from pcal_cli.jopro import fms_scores, l2_normalise
+
+    state = inputs.state
+    seed = int(inputs.rng.integers(2**31))
+    voxel = fms_scores(state["flow"], l2_normalise(inputs.features), state["protos"], state["present"],
+                       draws=int(options["draws"]), seed=seed)
+    return -voxel[inputs.inverse]
+
+
+FMS_OPTIONS = {"draws": 5, "candidates": 0.02, "flow_steps": 200, "flow_samples": 200_000, "flow_blocks": 8,
+               "flow_hidden": 128}
+
 SCORERS: dict[str, ScorerSpec] = {
     spec.name: spec
     for spec in (
@@ -100,6 +115,9 @@ SCORERS: dict[str, ScorerSpec] = {
         ScorerSpec("hmmu", None, scene_score=hmmu_point_scores,
                    options={"levels": HMMU_LEVELS, "weights": HMMU_WEIGHTS},
                    description="HPAL: -(m + 0.1 m1 + 0.01 m2 + 0.001 m3), margins of nested 0.1/0.5/1.0 m voxels"),
+        ScorerSpec("fms", None, scene_score=fms_point_scores, options=FMS_OPTIONS, round_state=True,
+                   needs_features=True,
+                   description="JoPro: -(P (Q1 - Q2) - V) over mixtures with class prototypes (a flow per round)"),
         ScorerSpec("coreset", zero_scores, needs_features=True, selector="kcenter",
                    description="k-center greedy on pooled features (scores are all 0)"),
     )

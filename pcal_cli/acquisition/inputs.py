@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,8 @@ class SceneInputs:
 
     ``probs`` ``[V, C]`` and ``features`` ``[V, D]`` are per voxel; ``inverse`` ``[N]`` maps each
     point to its voxel; ``xyz`` ``[N, 3]`` and ``rgb`` ``[N, 3]`` (or None) are the points;
-    ``properties(k)`` returns the cached ``(colour_discontinuity, surface_variation)`` per point.
+    ``properties(k)`` returns the cached ``(colour_discontinuity, surface_variation)`` per point;
+    ``state`` is what the scorer's round preparation computed (the ``fms`` flow and prototypes).
     """
 
     xyz: np.ndarray
@@ -24,6 +26,7 @@ class SceneInputs:
     inverse: np.ndarray
     rng: np.random.Generator
     properties: Callable[[int], tuple[np.ndarray, np.ndarray]]
+    state: dict[str, Any] = field(default_factory=dict)  # per-round state (fms: flow and prototypes)
 
     def point_probs(self) -> np.ndarray:
         """Probabilities per point ``[N, C]``."""

@@ -261,6 +261,8 @@ def round_command(
         show_default=False)] = None,
     semi: Annotated[Optional[str], typer.Option(help="Training recipe: none | teacher-student "
                                                 "(default: the method's).", show_default=False)] = None,
+    reg: Annotated[Optional[str], typer.Option(help="Training regulariser: none | hybrid-contrastive "
+                                               "(default: the method's).", show_default=False)] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between resumable partial checkpoints.")] = 100,
     device: DeviceOption = "auto",
     seed: Annotated[int, typer.Option(help="Seed for training and selection.")] = 0,
@@ -271,7 +273,7 @@ def round_command(
     scorer_options, selector_options = get_method(method).split_options(parse_pairs(option or []))
     options = TrainOptions(backbone=backbone, cr=cr, steps=steps, lr=lr, batch_size=batch_size,
                            warm_start=warm_start, checkpoint_every=checkpoint_every, device=device, seed=seed,
-                           semi=semi)
+                           semi=semi, reg=reg)
     with proj.lock(f"round --method {method}"), progress_bar() as progress:
         task = progress.add_task("Training", total=None, item="")
 

@@ -73,6 +73,7 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed for weights, sampling and augmentation.")] = 0,
     warm_start: Annotated[bool, typer.Option("--warm-start", help="Start from the previous round's model.")] = False,
     semi: Annotated[str, typer.Option(help="Training recipe: none | teacher-student (HPAL's mean teacher).")] = "none",
+    reg: Annotated[str, typer.Option(help="Regulariser: none | hybrid-contrastive (JoPro).")] = "none",
     checkpoint_every: Annotated[int, typer.Option(help="Steps between resumable partial checkpoints.")] = 100,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Retrain even if model.pt exists.")] = False,
@@ -84,7 +85,7 @@ def train_command(
     options = TrainOptions(backbone=backbone, cr=cr, steps=steps, epochs=epochs, lr=lr, optimizer=optimizer,
                            weight_decay=weight_decay, batch_size=batch_size, max_points=max_points,
                            device=device, seed=seed, warm_start=warm_start, checkpoint_every=checkpoint_every,
-                           semi=semi)
+                           semi=semi, reg=reg)
     what = "full supervision" if target is None else f"round {target}"
     with proj.lock("train"), progress_bar() as progress:
         task = progress.add_task(f"Training ({what})", total=None, item="")

@@ -4,6 +4,7 @@
 - ``kcenter`` (:func:`kcenter_greedy`): core-set farthest-first on pooled unit features.
 - ``diversity`` (:func:`diversity_select`): ReDAL's per-cluster score decay on pooled features.
 - ``fds`` (:func:`fds_select`): HPAL's feature-distance suppression of near, similar points.
+- ``jopro``: JoPro's spatial and prototype suppression of the ``fms`` candidates.
 
 All return row indices in selection order, never spend more than the budget, never take a unit
 of cost 0, and are deterministic (ties by row order; randomness only from the given seed). A
@@ -22,6 +23,7 @@ import numpy as np
 from pcal_cli.errors import PcalError
 from pcal_cli.selection.budget import Budget, parse_budget
 from pcal_cli.selection.diversity import DEFAULT_DECAY, INDOOR_CLUSTERS, OUTDOOR_CLUSTERS, diversity_select
+from pcal_cli.jopro.select import jopro_select
 from pcal_cli.selection.fds import fds_select
 from pcal_cli.selection.kcenter import kcenter_greedy
 from pcal_cli.selection.topk import select_topk
@@ -51,6 +53,9 @@ SELECTORS: dict[str, SelectorSpec] = {
                      outdoor_options={"clusters": OUTDOOR_CLUSTERS, "trim": 0.1},
                      description="ReDAL: k-means on region features, decay^(j-1) for the j-th region "
                                  "of a cluster"),
+        SelectorSpec("jopro", jopro_select, needs_features=True, options={"radius": 0.45, "tau": 0.8},
+                     description="JoPro: spatial suppression within radius, one candidate per prototype "
+                                 "above cosine tau (score with --scorer fms)"),
         SelectorSpec("fds", fds_select, needs_features=True, options={"radius": 0.20, "tau": 0.8},
                      description="HPAL: skip a point within radius of an accepted one with cosine > tau"),
     )

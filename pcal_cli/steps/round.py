@@ -68,6 +68,8 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
     options = options or TrainOptions()
     if options.semi is None:
         options = replace(options, semi=preset.semi)
+    if options.reg is None:
+        options = replace(options, reg=preset.reg)
     if options.warm_start is None:
         options = replace(options, warm_start=preset.warm_start)
     indoor = project.config.indoor

@@ -32,6 +32,7 @@ from pcal_cli.options import resolve_options
 from pcal_cli.project import Project
 from pcal_cli.rounds import UNKNOWN, load_labels, read_json, run_dir
 from pcal_cli.selection.topk import rank_descending
+from pcal_cli.steps.jopro_round import prepare_fms
 from pcal_cli.steps.pool import pool_scene
 from pcal_cli.steps.properties import scene_properties
 from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
@@ -119,6 +120,8 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
     torch_device = resolve_device(device)
     model = model_from_checkpoint(state, torch_device)
     ckpt = state["config"]
+    round_state = (prepare_fms(project, round_index, folder, model, ckpt, options, settings.seed, torch_device)
+                   if spec.round_state else {})
     names = project.scenes("train")
     todo = shard_scenes(names, parse_shard(shard))
     done_now = 0
@@ -129,7 +132,7 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
                 on_scene(done, len(todo), name)
             continue
         arrays = score_scene(project, round_index, name, names.index(name), model, ckpt, spec, settings,
-                             options, torch_device)
+                             options, torch_device, round_state)
         with atomic_open(path, "wb") as handle:
             np.savez(handle, **arrays)
         done_now += 1
@@ -140,7 +143,7 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
 
 def score_scene(project: Project, round_index: int, name: str, scene_index: int, model: torch.nn.Module,
                 ckpt: dict, spec: ScorerSpec, settings: ScoreSettings, options: dict[str, Any],
-                device: torch.device) -> dict[str, np.ndarray]:
+                device: torch.device, round_state: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Unit scores of one training scene (pure of file writes, except the geometry cache)."""
     scene = pool_scene(project, name)
     labels = load_labels(project, round_index, name, len(scene))
@@ -166,7 +169,8 @@ def score_scene(project: Project, round_index: int, name: str, scene_index: int,
         elif spec.scene_score is not None:
             context = SceneInputs(xyz=scene.xyz, rgb=scene.rgb, probs=probs, features=voxel_features,
                                   inverse=inverse, rng=rng,
-                                  properties=lambda k: scene_properties(project, scene, k))
+                                  properties=lambda k: scene_properties(project, scene, k),
+                                  state=round_state or {})
             point_scores = spec.scene_score(context, options)
         elif spec.needs_passes:
             point_scores = mc_dropout_entropy(probs)[inverse]
@@ -179,8 +183,11 @@ def score_scene(project: Project, round_index: int, name: str, scene_index: int,
         arrays.update(units=units, scores=scores, costs=costs)
     arrays["pool"] = np.int64(arrays["costs"].sum())
     selectable = available
-    if settings.keep is not None and len(arrays["units"]) > settings.keep:
-        best = np.sort(rank_descending(arrays["scores"])[:settings.keep])  # rows stay sorted by unit
+    keep = settings.keep
+    if "candidates" in options:  # a fraction of the scene's units (fms: JoPro's lowest 2 % per scene)
+        keep = max(1, int(np.ceil(float(options["candidates"]) * len(arrays["units"]))))
+    if keep is not None and len(arrays["units"]) > keep:
+        best = np.sort(rank_descending(arrays["scores"])[:keep])  # rows stay sorted by unit
         arrays.update(units=arrays["units"][best], scores=arrays["scores"][best], costs=arrays["costs"][best])
         selectable = available & np.isin(ids, arrays["units"])
     if voxel_features is not None and (spec.needs_features or settings.features):

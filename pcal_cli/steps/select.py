@@ -14,7 +14,9 @@ from pcal_cli.project import Project
 from pcal_cli.rounds import QUERIES_FILE, read_json
 from pcal_cli.options import resolve_options
 from pcal_cli.selection import diversity_select, fds_select, get_selector, kcenter_greedy, select_topk
+from pcal_cli.jopro.select import jopro_select
 from pcal_cli.selection.topk import rank_descending
+from pcal_cli.steps.jopro_round import load_prototypes
 from pcal_cli.selection.topk import select_top_per_group
 from pcal_cli.selection.budget import parse_budget
 from pcal_cli.steps.pool import training_points
@@ -75,6 +77,15 @@ def select_round(project: Project, round_index: int, budget: str, *, selector: s
             xyz = np.concatenate([arrays[n]["xyz"] for n in names])
             features = np.concatenate([arrays[n]["features"] for n in names])
             chosen = fds_select(rank_descending(scores), scene_of, xyz, features, budget_points, **chosen_options)
+        elif selector == "jopro":
+            if config["scorer"] != "fms":
+                raise PcalError("--selector jopro needs the prototypes of --scorer fms")
+            xyz = np.concatenate([arrays[n]["xyz"] for n in names])
+            features = np.concatenate([arrays[n]["features"] for n in names])
+            anchors = load_prototypes(project, round_index)
+            chosen = jopro_select(-scores, scene_of, xyz, features, anchors["protos"], anchors["present"],
+                                  budget_points, candidate_fraction=1.0, **chosen_options)
+            chosen = chosen[costs[chosen] > 0]
         elif selector == "diversity":
             features = np.concatenate([arrays[n]["features"] for n in names])
             chosen = diversity_select(scores, costs, features, budget_points, seed=seed, **chosen_options)

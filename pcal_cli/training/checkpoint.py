@@ -21,11 +21,12 @@ FORMAT = "pcal-checkpoint-1"
 def save_checkpoint(path: Path, model: torch.nn.Module, config: dict[str, Any], step: int,
                     optimizer: torch.optim.Optimizer | None = None,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                    student: torch.nn.Module | None = None) -> None:
+                    extras: dict[str, torch.nn.Module] | None = None) -> None:
     """Write a checkpoint atomically (temporary file + rename).
 
-    With teacher-student training ``model`` is the teacher (what evaluation and scoring use) and
-    ``student`` the student, kept for resuming and warm starts.
+    ``model`` is the network evaluation and scoring use; ``extras`` are other modules of the
+    recipe kept for resuming and warm starts (teacher-student: ``student``; the contrastive
+    regulariser: ``teacher`` and ``subprototypes``), each saved as its state dict under its name.
     """
     state: dict[str, Any] = {
         "format": FORMAT,
@@ -33,8 +34,8 @@ def save_checkpoint(path: Path, model: torch.nn.Module, config: dict[str, Any], 
         "step": int(step),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    if student is not None:
-        state["student"] = {k: v.detach().cpu() for k, v in student.state_dict().items()}
+    for name, module in (extras or {}).items():
+        state[name] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
     if scheduler is not None:

@@ -23,13 +23,14 @@ from pcal_cli.training.views import strong_view
 SEMI_RECIPES = ("none", "teacher-student")
 
 
-def point_logits(model: torch.nn.Module, items: list[Voxelized], device: torch.device) -> torch.Tensor:
-    """Logits per point ``[sum N_b, C]`` of a batch of voxelised scenes (points in item order)."""
+def point_outputs(model: torch.nn.Module, items: list[Voxelized],
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``[sum N_b, C]`` and decoder features per point of a batch of voxelised scenes."""
     inputs, _ = collate(items, device)
-    logits, _ = model(inputs)
+    logits, features = model(inputs)
     offsets = np.cumsum([0] + [len(v.coords) for v in items[:-1]])
-    rows = np.concatenate([v.inverse + o for v, o in zip(items, offsets)])
-    return logits[torch.from_numpy(rows).to(logits.device)]
+    rows = torch.from_numpy(np.concatenate([v.inverse + o for v, o in zip(items, offsets)])).to(logits.device)
+    return logits[rows], features[rows]
 
 
 def teacher_student_step(model: torch.nn.Module, teacher: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -52,8 +53,8 @@ def teacher_student_step(model: torch.nn.Module, teacher: torch.nn.Module, optim
     target = torch.from_numpy(np.concatenate(labels)).to(device)
     with torch.no_grad():
         teacher.eval()
-        teacher_logits = point_logits(teacher, teacher_items, device)
-    student_logits = point_logits(model, student_items, device)
+        teacher_logits, _ = point_outputs(teacher, teacher_items, device)
+    student_logits, _ = point_outputs(model, student_items, device)
     loss, _ = teacher_student_loss(student_logits, teacher_logits, target, threshold=options.pseudo_threshold)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pcal_cli import __version__
 from pcal_cli.data.ply import read_ply
@@ -26,11 +25,12 @@ from pcal_cli.models import MODELS, build_model
 from pcal_cli.project import Project
 from pcal_cli.rounds import labelled_scenes, load_labels, run_dir
 from pcal_cli.training.checkpoint import load_checkpoint, save_checkpoint
-from pcal_cli.training.ema import make_teacher
-from pcal_cli.training.mean_teacher import SEMI_RECIPES, teacher_student_step
-from pcal_cli.training.data import augment, collate, crop, input_channels, point_features, voxelize
+from pcal_cli.training.data import input_channels
+from pcal_cli.training.mean_teacher import SEMI_RECIPES
+from pcal_cli.training.recipes import make_recipe
 
 OPTIMIZERS = ("adamw", "sgd")
+REG_RECIPES = ("none", "hybrid-contrastive")
 MODEL_FILE = "model.pt"
 PARTIAL_FILE = "model.partial.pt"
 
@@ -55,6 +55,10 @@ class TrainOptions:
     semi: str | None = None  # None or "none": supervised only; "teacher-student": HPAL's recipe
     ema_keep: float = 0.955  # teacher-student: EMA keep rate per step
     pseudo_threshold: float = 0.75  # teacher-student: teacher confidence for a pseudo-label
+    reg: str | None = None  # None or "none"; "hybrid-contrastive": JoPro's regulariser
+    reg_weights: tuple[float, float, float] = (0.1, 0.1, 0.1)  # alignment, point InfoNCE, sub-prototype InfoNCE
+    reg_conf: float = 0.8  # teacher confidence of the points the regulariser uses
+    reg_temperature: float = 0.1
 
 
 @dataclass
@@ -102,6 +106,12 @@ def check_options(options: TrainOptions) -> None:
         raise PcalError(f"unknown --semi recipe '{options.semi}' (choose from {', '.join(SEMI_RECIPES)})")
     if not 0.0 <= options.ema_keep <= 1.0 or not 0.0 <= options.pseudo_threshold <= 1.0:
         raise PcalError("--ema-keep and --pseudo-threshold must lie in [0, 1]")
+    if options.reg not in (None, *REG_RECIPES):
+        raise PcalError(f"unknown --reg regulariser '{options.reg}' (choose from {', '.join(REG_RECIPES)})")
+    if options.semi == "teacher-student" and options.reg == "hybrid-contrastive":
+        raise PcalError("--semi teacher-student and --reg hybrid-contrastive cannot be combined")
+    if len(options.reg_weights) != 3 or min(options.reg_weights) < 0 or options.reg_temperature <= 0:
+        raise PcalError("--reg-weights needs three non-negative weights and --reg-temperature must be positive")
 
 
 def load_training_scenes(project: Project, round_index: int | None) -> list[tuple[Scene, np.ndarray]]:
@@ -151,16 +161,14 @@ def train(project: Project, round_index: int | None, options: TrainOptions, *, r
     torch.manual_seed(options.seed)
     model = build_model(options.backbone, resolved["in_channels"], config.num_classes, cr=options.cr,
                         seed=options.seed).to(device)
-    teacher = make_teacher(model) if options.semi == "teacher-student" else None
+    recipe = make_recipe(model, options, config.num_classes)
     if options.warm_start and round_index is not None and round_index > 0:
         previous = project.round_dir(round_index - 1) / MODEL_FILE
         state = load_checkpoint(previous)
         if state["config"]["backbone"] != options.backbone or state["config"]["cr"] != options.cr:
             raise PcalError(f"--warm-start: {previous} is a {state['config']['backbone']} cr "
                             f"{state['config']['cr']}, not {options.backbone} cr {options.cr}")
-        model.load_state_dict(state.get("student", state["model"]))
-        if teacher is not None:
-            teacher.load_state_dict(state["model"])
+        recipe.load(state)
         resolved["warm_start_from"] = str(previous.relative_to(project.root))
     optimizer = _optimizer(model, options)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(steps))
@@ -170,9 +178,7 @@ def train(project: Project, round_index: int | None, options: TrainOptions, *, r
         if state["config"] != resolved:
             raise PcalError(f"{partial_path}: was started with other settings; pass the same options, "
                             "or --force to start over")
-        model.load_state_dict(state.get("student", state["model"]))
-        if teacher is not None:
-            teacher.load_state_dict(state["model"])
+        recipe.load(state)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = state["step"]
@@ -181,43 +187,18 @@ def train(project: Project, round_index: int | None, options: TrainOptions, *, r
     loss_value = None
     model.train()
     for step in range(start, steps):
-        if teacher is None:
-            loss_value = _train_step(model, optimizer, scenes, options, config, step, device)
-        else:
-            loss_value = teacher_student_step(model, teacher, optimizer, scenes, options, config, step, device)
+        loss_value = recipe.step(optimizer, scenes, config, step, device)
         scheduler.step()
         done = step + 1
         if done % options.checkpoint_every == 0 and done < steps:
-            save_checkpoint(partial_path, model if teacher is None else teacher, resolved, done, optimizer, scheduler,
-                            student=model if teacher is not None else None)
+            save_checkpoint(partial_path, recipe.evaluated(), resolved, done, optimizer, scheduler,
+                            extras=recipe.extras())
         if on_step is not None:
             on_step(done, steps, loss_value)
-    save_checkpoint(final_path, model if teacher is None else teacher, resolved, steps, student=model if teacher is not None else None)
+    save_checkpoint(final_path, recipe.evaluated(), resolved, steps, extras=recipe.extras())
     partial_path.unlink(missing_ok=True)
     return TrainResult(final_path, False, steps, loss_value, time.perf_counter() - began,
                        resolved["labelled_points"], len(scenes), resumed_from=start)
-
-
-def _train_step(model, optimizer, scenes, options, config, step, device) -> float:
-    rng = np.random.default_rng([options.seed, step])
-    torch.manual_seed(options.seed * 1_000_003 + step)
-    count = min(options.batch_size, len(scenes))
-    items = []
-    for index in rng.choice(len(scenes), size=count, replace=False):
-        scene, labels = scenes[index]
-        keep = crop(scene.xyz, options.max_points, labels, rng)
-        xyz, rgb = augment(scene.xyz[keep], None if scene.rgb is None else scene.rgb[keep], rng)
-        feats = point_features(xyz, scene.subset(keep), config.channels, rgb=rgb)
-        items.append(voxelize(xyz, feats, labels[keep], config.voxel_size, config.num_classes))
-    inputs, targets = collate(items, device)
-    logits, _ = model(inputs)
-    if not (targets >= 0).any():
-        return 0.0
-    loss = F.cross_entropy(logits, targets, ignore_index=-1)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach())
 
 
 def _optimizer(model: torch.nn.Module, options: TrainOptions) -> torch.optim.Optimizer:

@@ -1,0 +1,159 @@
+"""Training recipes: what one step does and which networks a checkpoint holds.
+
+- ``supervised``: cross-entropy on the labelled voxels (majority of each voxel's known labels).
+- ``teacher-student`` (``--semi``, HPAL): :mod:`pcal_cli.training.mean_teacher`; ``model.pt``
+  holds the EMA teacher (evaluated and scored) and the ``student``.
+- ``hybrid-contrastive`` (``--reg``, JoPro): cross-entropy on labelled points plus the cluster-aware
+  hybrid contrastive regulariser (:mod:`pcal_cli.jopro.contrastive`) between the student on an
+  augmented view and an EMA teacher (keep 0.99) on the clean view, with per-class
+  sub-prototypes updated from the teacher's confident features; ``model.pt`` holds the student
+  (evaluated and scored), the ``teacher`` and the ``subprototypes``.
+
+Every step draws from ``numpy.random.default_rng([seed, step])`` and seeds torch with
+``(seed, step)``, so a resumed run continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pcal_cli.training.data import augment, collate, crop, point_features, voxelize
+from pcal_cli.training.ema import ema_update, make_teacher
+from pcal_cli.training.mean_teacher import point_outputs, teacher_student_step
+
+CONTRASTIVE_KEEP = 0.99
+
+
+class Recipe:
+    """Plain supervised training of ``model``."""
+
+    def __init__(self, model: torch.nn.Module, options, num_classes: int) -> None:
+        self.model, self.options, self.num_classes = model, options, num_classes
+
+    def evaluated(self) -> torch.nn.Module:
+        """The network saved as ``model`` (what evaluation and scoring use)."""
+        return self.model
+
+    def extras(self) -> dict[str, torch.nn.Module]:
+        """Other modules to keep in checkpoints, by name."""
+        return {}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Restore the networks from a checkpoint of the same recipe (or a plain one)."""
+        self.model.load_state_dict(state["model"])
+
+    def step(self, optimizer, scenes, config, step: int, device) -> float:
+        options = self.options
+        rng = np.random.default_rng([options.seed, step])
+        torch.manual_seed(options.seed * 1_000_003 + step)
+        count = min(options.batch_size, len(scenes))
+        items = []
+        for index in rng.choice(len(scenes), size=count, replace=False):
+            scene, labels = scenes[index]
+            keep = crop(scene.xyz, options.max_points, labels, rng)
+            xyz, rgb = augment(scene.xyz[keep], None if scene.rgb is None else scene.rgb[keep], rng)
+            feats = point_features(xyz, scene.subset(keep), config.channels, rgb=rgb)
+            items.append(voxelize(xyz, feats, labels[keep], config.voxel_size, config.num_classes))
+        inputs, targets = collate(items, device)
+        logits, _ = self.model(inputs)
+        if not (targets >= 0).any():
+            return 0.0
+        loss = F.cross_entropy(logits, targets, ignore_index=-1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+
+class TeacherStudent(Recipe):
+    """HPAL's mean teacher: the teacher is evaluated, the student is trained."""
+
+    def __init__(self, model, options, num_classes) -> None:
+        super().__init__(model, options, num_classes)
+        self.teacher = make_teacher(model)
+
+    def evaluated(self) -> torch.nn.Module:
+        return self.teacher
+
+    def extras(self) -> dict[str, torch.nn.Module]:
+        return {"student": self.model}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state.get("student", state["model"]))
+        self.teacher.load_state_dict(state["model"])
+
+    def step(self, optimizer, scenes, config, step, device) -> float:
+        return teacher_student_step(self.model, self.teacher, optimizer, scenes, self.options, config, step, device)
+
+
+class HybridContrastive(Recipe):
+    """JoPro's regulariser: CE + alignment + point InfoNCE + sub-prototype InfoNCE."""
+
+    def __init__(self, model, options, num_classes) -> None:
+        super().__init__(model, options, num_classes)
+        from pcal_cli.jopro.contrastive import SubPrototypes
+
+        self.teacher = make_teacher(model)
+        self.subprototypes = SubPrototypes(num_classes, model.feature_dim, seed=options.seed)
+
+    def extras(self) -> dict[str, torch.nn.Module]:
+        return {"teacher": self.teacher, "subprototypes": self.subprototypes}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.teacher.load_state_dict(state.get("teacher", state["model"]))
+        if "subprototypes" in state:
+            self.subprototypes.load_state_dict(state["subprototypes"])
+
+    def step(self, optimizer, scenes, config, step, device) -> float:
+        from pcal_cli.jopro.contrastive import hybrid_contrastive_loss
+
+        options = self.options
+        rng = np.random.default_rng([options.seed, step])
+        torch.manual_seed(options.seed * 1_000_003 + step)
+        count = min(options.batch_size, len(scenes))
+        student_items, teacher_items, labels = [], [], []
+        for index in rng.choice(len(scenes), size=count, replace=False):
+            scene, known = scenes[index]
+            keep = crop(scene.xyz, options.max_points, known, rng)
+            part = scene.subset(keep)
+            xyz, rgb = augment(part.xyz, part.rgb, rng)
+            student_items.append(voxelize(xyz, point_features(xyz, part, config.channels, rgb=rgb), known[keep],
+                                          config.voxel_size, config.num_classes))
+            teacher_items.append(voxelize(part.xyz, point_features(part.xyz, part, config.channels), known[keep],
+                                          config.voxel_size, config.num_classes))
+            labels.append(known[keep].astype(np.int64))
+        target = torch.from_numpy(np.concatenate(labels)).to(device)
+        with torch.no_grad():
+            self.teacher.eval()
+            teacher_logits, teacher_feats = point_outputs(self.teacher, teacher_items, device)
+            teacher_probs = torch.softmax(teacher_logits.float(), dim=1)
+            self.subprototypes.update(teacher_feats.float().cpu(), teacher_probs.cpu(), conf=options.reg_conf)
+        student_logits, student_feats = point_outputs(self.model, student_items, device)
+        labelled = target >= 0
+        loss = (F.cross_entropy(student_logits[labelled], target[labelled]) if labelled.any()
+                else student_logits.sum() * 0.0)
+        generator = torch.Generator().manual_seed(options.seed * 1_000_003 + step)
+        regulariser, _ = hybrid_contrastive_loss(
+            student_feats, teacher_feats, teacher_probs, self.subprototypes.centres.to(device),
+            conf=options.reg_conf, temperature=options.reg_temperature, w_align=options.reg_weights[0],
+            w_point=options.reg_weights[1], w_proto=options.reg_weights[2], generator=generator)
+        loss = loss + regulariser
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        ema_update(self.teacher, self.model, CONTRASTIVE_KEEP)
+        return float(loss.detach())
+
+
+def make_recipe(model: torch.nn.Module, options, num_classes: int) -> Recipe:
+    """The recipe chosen by ``options.semi`` and ``options.reg``."""
+    if options.semi == "teacher-student":
+        return TeacherStudent(model, options, num_classes)
+    if options.reg == "hybrid-contrastive":
+        return HybridContrastive(model, options, num_classes)
+    return Recipe(model, options, num_classes)

@@ -1,0 +1,99 @@
+"""JoPro inside the round engine: flow + prototypes per round, the jopro selector, contrastive training."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from pcal_cli.errors import PcalError
+from pcal_cli.prepare import PrepareOptions, prepare_project
+from pcal_cli.project import Project
+from pcal_cli.rounds import read_json
+from pcal_cli.steps.jopro_round import class_sums, combine_prototypes, load_flow
+from pcal_cli.steps.round import run_rounds
+from pcal_cli.steps.score import ScoreSettings, score_round
+from pcal_cli.steps.seed import seed_round
+from pcal_cli.steps.select import select_round
+from pcal_cli.training.checkpoint import load_checkpoint
+from pcal_cli.training.supervised import MODEL_FILE, TrainOptions, train
+
+REG = TrainOptions(cr=0.125, steps=4, batch_size=2, device="cpu", reg="hybrid-contrastive", checkpoint_every=2)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    root = tmp_path_factory.mktemp("jopro") / "p"
+    prepare_project("synthetic", None, root, {"scenes": 5, "points": 1500},
+                    PrepareOptions(regions="supervoxel", region_params={"seed_resolution": 0.8, "min_size": 40}))
+    seed_round(Project.open(root), "random", "point", "3%", seed=0)
+    return root
+
+
+@pytest.fixture
+def project(base, tmp_path):
+    shutil.copytree(base, tmp_path / "p")
+    return Project.open(tmp_path / "p")
+
+
+def test_prototypes_use_one_side_when_the_other_is_empty():
+    feats = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 4.0]])
+    labelled = class_sums(feats[:2], np.array([0, 0]), 3)  # class 0 labelled only
+    uncertain = class_sums(feats[1:], np.array([0, 1, 1]), 3)  # class 0 and 1 predicted
+    protos, present = combine_prototypes(labelled, uncertain)
+    np.testing.assert_allclose(protos[0], 0.5 * np.array([2.0, 0.0]) + 0.5 * np.array([3.0, 0.0]))
+    np.testing.assert_allclose(protos[1], [0.0, 3.0])  # no labelled class 1: the uncertain mean alone
+    assert present.tolist() == [True, True, False]  # class 2 is absent, not a zero prototype
+
+
+def test_jopro_round_writes_flow_prototypes_and_candidates(project):
+    tiny = TrainOptions(cr=0.125, steps=2, batch_size=2, device="cpu")
+    run_rounds(project, "jopro", rounds=1, budget="1%", options=tiny, label=False,
+               scorer_options={"flow_steps": 5})
+    folder = project.round_dir(0) / "scores"
+    flow = load_flow(folder / "flow.pt")
+    assert flow.num_classes == project.config.num_classes
+    with np.load(folder / "prototypes.npz") as data:
+        assert data["present"].any() and data["protos"].shape[0] == project.config.num_classes
+    for name in project.scenes("train"):
+        with np.load(folder / f"{name}.npz") as data:
+            assert len(data["units"]) == int(np.ceil(0.02 * int(data["pool"])))
+    queries = read_json(project.round_dir(0) / "queries.json", "queries")
+    assert queries["selector"] == "jopro" and queries["spent_points"] == queries["budget_points"]
+    round_config = read_json(project.round_dir(0) / "round.json", "round")
+    assert round_config["train"]["reg"] == "hybrid-contrastive"
+    again = select_round(project, 0, "1%", selector="jopro", method="jopro", train_options=round_config["train"],
+                         force=True)
+    assert again["queries"] == queries["queries"]
+    (folder / "flow.pt").write_bytes(b"not a flow")
+    with pytest.raises(PcalError, match="feature flow"):
+        load_flow(folder / "flow.pt")
+
+
+def test_jopro_selector_needs_fms_scores(project):
+    train(project, 0, TrainOptions(cr=0.125, steps=1, device="cpu"))
+    score_round(project, 0, ScoreSettings(scorer="margin", unit="point", features=True, keep=50))
+    with pytest.raises(PcalError, match="scorer fms"):
+        select_round(project, 0, "10", selector="jopro")
+
+
+def test_hybrid_contrastive_training_checkpoints_teacher_and_subprototypes(project):
+    train(project, 0, REG)
+    state = load_checkpoint(project.round_dir(0) / MODEL_FILE)
+    assert {"teacher", "subprototypes"} <= set(state)
+    assert state["subprototypes"]["centres"].shape[0] == project.config.num_classes
+    whole = {k: v.clone() for k, v in state["model"].items()}
+    (project.round_dir(0) / MODEL_FILE).unlink()
+
+    def stop(done, total, loss):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(project, 0, REG, on_step=stop)
+    train(project, 0, REG, resume=True)
+    resumed = load_checkpoint(project.round_dir(0) / MODEL_FILE)["model"]
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
+    with pytest.raises(PcalError, match="cannot be combined"):
+        train(project, 0, TrainOptions(semi="teacher-student", reg="hybrid-contrastive"), force=True)
