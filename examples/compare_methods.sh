@@ -1,29 +1,17 @@
 #!/usr/bin/env bash
-# Compare methods over several seeds on one dataset, then plot their learning curves with spread.
-#   bash examples/compare_methods.sh [OUT_DIR]
-# Every run starts from the same prepared scenes and, for a given seed, the same random seed set.
-# Environment (defaults in brackets): METHODS ["random entropy margin"], SEEDS ["0 1 2"],
-# UNIT [region], SCENES [6], POINTS [20000], SEED_BUDGET [2%], BUDGET [1%], ROUNDS [4],
-# STEPS [150], CR [0.25], DEVICE [auto].
+# Compare methods over several seeds on one dataset with `pcal compare`, then report their
+# learning curves with spread, the ratio to full supervision and the per-class IoU.
+#   bash examples/compare_methods.sh [PROJ]
+# For each seed every method starts from the same initial set; runs live in PROJ/compare/.
+# Environment (defaults in brackets): METHODS ["random,entropy,margin"], SEEDS [3],
+# UNIT [region] (of the shared seed), SCENES [6], POINTS [20000], SEED_BUDGET [2%], BUDGET [1%],
+# ROUNDS [4], STEPS [150], CR [0.25], DEVICE [auto].
 set -euo pipefail
-out="${1:-compare}"
-mkdir -p "$out"
-base="$out/_prepared"
-if [ ! -f "$base/pcal.yaml" ]; then
-    pcal prepare synthetic -p "$base" --scenes "${SCENES:-6}" --points "${POINTS:-20000}" --seed 0
+proj="${1:-compare_demo}"
+if [ ! -f "$proj/pcal.yaml" ]; then
+    pcal prepare synthetic -p "$proj" --scenes "${SCENES:-6}" --points "${POINTS:-20000}" --seed 0
 fi
-runs=()
-for seed in ${SEEDS:-0 1 2}; do
-    for method in ${METHODS:-random entropy margin}; do
-        run="$out/${method}_${UNIT:-region}_s${seed}"
-        if [ ! -d "$run" ]; then
-            cp -r "$base" "$run.tmp" && mv "$run.tmp" "$run"   # a copy of the scenes, no rounds yet
-        fi
-        pcal seed -p "$run" --unit "${UNIT:-region}" --budget "${SEED_BUDGET:-2%}" --seed "$seed"
-        pcal round -p "$run" --method "$method" --unit "${UNIT:-region}" --rounds "${ROUNDS:-4}" \
-            --budget "${BUDGET:-1%}" --steps "${STEPS:-150}" --cr "${CR:-0.25}" --device "${DEVICE:-auto}" \
-            --seed "$seed"
-        runs+=("$run")
-    done
-done
-pcal report "${runs[@]}" --out "$out"
+pcal compare -p "$proj" --methods "${METHODS:-random,entropy,margin}" --seeds "${SEEDS:-3}" \
+    --rounds "${ROUNDS:-4}" --budget "${BUDGET:-1%}" --seed-unit "${UNIT:-region}" \
+    --seed-budget "${SEED_BUDGET:-2%}" --steps "${STEPS:-150}" --cr "${CR:-0.25}" --device "${DEVICE:-auto}"
+pcal report "$proj/compare"

@@ -59,13 +59,13 @@ def test_prepare_folder(tmp_path):
 
 
 def test_compare_methods(tmp_path):
-    tiny = dict(METHODS="random margin", SEEDS="0 1", SCENES="3", POINTS="2000", ROUNDS="1", STEPS="2",
+    tiny = dict(METHODS="random,margin", SEEDS="2", SCENES="3", POINTS="2000", ROUNDS="1", STEPS="2",
                 CR="0.125", DEVICE="cpu", SEED_BUDGET="10%", BUDGET="8%")
     done = _run("compare_methods.sh", tmp_path / "cmp", cwd=tmp_path, **tiny)
     assert "margin" in done.stdout and "random" in done.stdout
-    assert (tmp_path / "cmp" / "learning_curve.png").is_file()
-    for run in ("random_region_s0", "margin_region_s1"):
-        assert Project.open(tmp_path / "cmp" / run).rounds() == [0, 1]
-    seeds = [(tmp_path / "cmp" / f"{m}_region_s0" / "rounds" / "r000" / "labels" / "room_000.npy").read_bytes()
+    assert (tmp_path / "cmp" / "compare" / "report" / "learning_curve.png").is_file()
+    for run in ("random/s0", "margin/s1"):
+        assert Project.open(tmp_path / "cmp" / "compare" / run).rounds() == [0, 1]
+    seeds = [(tmp_path / "cmp" / "compare" / m / "s0" / "rounds" / "r000" / "labels" / "room_000.npy").read_bytes()
              for m in ("random", "margin")]
     assert seeds[0] == seeds[1]  # the same seed set for every method of a seed

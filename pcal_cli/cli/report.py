@@ -12,7 +12,8 @@ from pcal_cli.cli.common import ProjectOption, err, out, project_dir
 from pcal_cli.errors import PcalError
 from pcal_cli.evaluation import plots
 from pcal_cli.evaluation.report import RunReport, collect_run, curve, full_reference, group_runs, scene_queries
-from pcal_cli.project import Project
+from pcal_cli.project import CONFIG_NAME, Project
+from pcal_cli.steps.compare import SETTINGS_FILE, run_folders
 
 REPORT_HELP = """Learning curve, per-round table, per-class IoU and budget ledger.
 
@@ -53,6 +54,15 @@ def report_command(
         show_default=False)] = None,
 ) -> None:
     paths = _project_paths(ctx, projects, project)
+    if len(paths) == 1 and (paths[0] / SETTINGS_FILE).is_file() and not (paths[0] / CONFIG_NAME).is_file():
+        folder = paths[0]  # a 'pcal compare' folder: every run in it
+        paths = run_folders(folder)
+        if not paths:
+            raise PcalError(f"{folder}: no finished or started runs yet (run 'pcal compare')")
+        out_dir = out_dir or folder / "report"
+        if len(paths) == 1:
+            _report_one(paths[0], split, out_dir, show_queries, round_index)
+            return
     if len(paths) == 1:
         _report_one(paths[0], split, out_dir or paths[0] / "report", show_queries, round_index)
         return
@@ -199,7 +209,8 @@ def _report_many(paths: list[Path], split: str, out_dir: Path) -> None:
 
     curves = {method: {p.round: p for p in curve(members)} for method, members in groups.items()}
     rounds = sorted({index for points in curves.values() for index in points})
-    table = Table(title=f"mIoU on '{split}' (%): mean ± std over runs @ mean % labelled",
+    table = Table(title=f"mIoU on '{split}' (%): mean ± std over runs @ mean % labelled (ratio to full "
+                        "supervision)",
                   caption="std: sample standard deviation; (k/n): only k of the method's n runs evaluated")
     table.add_column("round", justify="right")
     for method in groups:
@@ -212,8 +223,10 @@ def _report_many(paths: list[Path], split: str, out_dir: Path) -> None:
                 cells.append("")
                 continue
             partial = f" ({point.runs}/{len(members)})" if point.runs < len(members) else ""
+            reference = full_reference(members)
+            ratio = "" if not reference else f" ({point.miou_mean / reference:.2f}×)"
             cells.append(f"{100 * point.miou_mean:.1f} ± {100 * point.miou_std:.1f} "
-                         f"@ {point.labelled_percent:.2f}%{partial}")
+                         f"@ {point.labelled_percent:.2f}%{ratio}{partial}")
         table.add_row(*cells)
     references = [full_reference(members) for members in groups.values()]
     if any(ref is not None for ref in references):
@@ -222,9 +235,31 @@ def _report_many(paths: list[Path], split: str, out_dir: Path) -> None:
     if not rounds:
         out.print(f"no round evaluated on '{split}' in any project: learning curve not written")
         return
+    out.print(_final_class_table(groups, split))
     target = out_dir / "learning_curve.png"
     plots.learning_curve(groups, target)
     out.print(f"learning curve: {target} (line: mean over runs; band: {plots.BAND})")
+
+
+def _final_class_table(groups: dict, split: str) -> Table:
+    """Per-class IoU at each method's last evaluated round, averaged over its runs."""
+    classes = next(iter(groups.values()))[0].classes
+    table = Table(title=f"per-class IoU on '{split}' (%) at each method's final round, mean over runs")
+    table.add_column("class")
+    for method in groups:
+        table.add_column(method, justify="right")
+    means = {}
+    for method, members in groups.items():
+        finals = [run.evaluated[-1].evaluation.iou for run in members if run.evaluated]
+        means[method] = [_mean([f.get(name) for f in finals]) for name in classes]
+    for index, name in enumerate(classes):
+        table.add_row(name, *[_pct(means[m][index]) for m in groups])
+    return table
+
+
+def _mean(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
 
 
 def _pct(value: float | None) -> str:
