@@ -19,6 +19,7 @@ scoring read only label files, never the ground truth stored in the PLYs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -34,6 +35,9 @@ from pcal_cli.project import Project
 
 FULL_DIR = "full"  # the full-supervision reference: PROJ/full/model.pt
 LABELLING_FILE = "labelling.json"
+MANIFEST_FILE = "manifest.json"
+#: What a closed round's manifest covers (metrics.json is not: evaluations may be added later).
+MANIFEST_PATTERNS = ("labels/*.npy", LABELLING_FILE, "model.pt", "queries.json", "round.json", "scores/*")
 QUERIES_FILE = "queries.json"
 SOURCES = ("seed", "oracle", "import")
 UNKNOWN = -1
@@ -174,9 +178,12 @@ def commit_labels(
             "scenes": {name: {"points": pts, "units": int((units or {}).get(name, 0))} for name, pts in added.items()},
         }
         record.update(details or {})
+        record["checksums"] = {f"labels/{p.name}": sha256_file(p) for p in sorted((staging / "labels").glob("*.npy"))}
         write_json(staging / LABELLING_FILE, record)
         for file_name, content in (extra_files or {}).items():
             write_json(staging / file_name, content)
+        if previous is not None:
+            close_round(project, previous)  # the previous round's manifest, then the new round
         os.replace(staging, target)
         fsync_dir(project.rounds_dir)
     except BaseException:
@@ -184,6 +191,28 @@ def commit_labels(
         raise
     sync_ledger(project)
     return LabelCommit(new_round, record["points_added"], added)
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, streamed in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_files(folder: Path) -> list[Path]:
+    """The files of a round folder its manifest covers (sorted; temporary names excluded)."""
+    found = {p for pattern in MANIFEST_PATTERNS for p in folder.glob(pattern) if p.is_file()}
+    return sorted(p for p in found if not p.name.startswith("."))
+
+
+def close_round(project: Project, round_index: int) -> None:
+    """Write ``manifest.json`` (SHA-256 of every file the round holds) in a round that is done."""
+    folder = project.round_dir(round_index)
+    files = {p.relative_to(folder).as_posix(): sha256_file(p) for p in manifest_files(folder)}
+    write_json(folder / MANIFEST_FILE, {"round": round_index, "files": files})
 
 
 def _check_growth(name: str, old: np.ndarray, new: np.ndarray, allow_relabel: bool) -> None:

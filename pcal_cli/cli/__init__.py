@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from pcal_cli import __version__
-from pcal_cli.cli import compare, loop, prepare, report, train
+from pcal_cli.cli import check, compare, loop, prepare, report, train
 from pcal_cli.cli.common import err
 from pcal_cli.errors import PcalError
 
@@ -51,6 +51,7 @@ prepare.register(app)
 train.register(app)
 loop.register(app)
 compare.register(app)
+check.register(app)
 report.register(app)
 
 
