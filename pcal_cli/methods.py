@@ -100,6 +100,8 @@ METHODS: dict[str, Method] = {
         Method("jopro", "fms", selector="jopro", reg="hybrid-contrastive", **JOPRO,
                description="JoPro: feature-mixing stability on a flow density + prototype/spatial suppression "
                            "+ hybrid contrastive training"),
+        Method("wsegpc", "random", unit="point", seed_method="tags",
+               description="WSegPC: scene tags only -> tag training, consistency, pseudo-labels, a fresh network"),
         Method("jopro_noreg", "fms", selector="jopro", **JOPRO,
                description="JoPro's scorer and selector without the contrastive regulariser"),
     )

@@ -37,9 +37,10 @@ FULL_DIR = "full"  # the full-supervision reference: PROJ/full/model.pt
 LABELLING_FILE = "labelling.json"
 MANIFEST_FILE = "manifest.json"
 #: What a closed round's manifest covers (metrics.json is not: evaluations may be added later).
-MANIFEST_PATTERNS = ("labels/*.npy", LABELLING_FILE, "model.pt", "queries.json", "round.json", "scores/*")
+MANIFEST_PATTERNS = ("labels/*.npy", LABELLING_FILE, "model.pt", "queries.json", "round.json", "scores/*", "tags.json")
 QUERIES_FILE = "queries.json"
-SOURCES = ("seed", "oracle", "import")
+SOURCES = ("seed", "oracle", "import", "pseudo")  # pseudo: machine labels, never budget
+TAGS_FILE = "tags.json"  # scene-level class tags known in a round (WSegPC), carried forward
 UNKNOWN = -1
 VOID = -2  # asked, no valid class: never asked again, never trained on
 
@@ -175,13 +176,17 @@ def commit_labels(
             "source": source,
             "unit": unit,
             "points_added": int(sum(added.values())),
-            "scenes": {name: {"points": pts, "units": int((units or {}).get(name, 0))} for name, pts in added.items()},
+            "scenes": {name: {"points": added.get(name, 0), "units": int((units or {}).get(name, 0))}
+                       for name in sorted(set(added) | {n for n, u in (units or {}).items() if u})},
         }
         record.update(details or {})
         record["checksums"] = {f"labels/{p.name}": sha256_file(p) for p in sorted((staging / "labels").glob("*.npy"))}
         write_json(staging / LABELLING_FILE, record)
         for file_name, content in (extra_files or {}).items():
             write_json(staging / file_name, content)
+        carried_tags = previous is not None and (project.round_dir(previous) / TAGS_FILE).is_file()
+        if carried_tags and not (staging / TAGS_FILE).exists():  # tags only grow, like labels
+            shutil.copy2(project.round_dir(previous) / TAGS_FILE, staging / TAGS_FILE)
         if previous is not None:
             close_round(project, previous)  # the previous round's manifest, then the new round
         os.replace(staging, target)

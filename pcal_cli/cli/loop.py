@@ -24,6 +24,7 @@ from pcal_cli.steps.round import run_rounds
 from pcal_cli.steps.score import ScoreSettings, score_round
 from pcal_cli.steps.seed import SEED_FILE, SEED_METHODS, seed_round
 from pcal_cli.steps.select import select_round
+from pcal_cli.steps.tags import import_tags, oracle_tags
 from pcal_cli.training.supervised import TrainOptions
 from pcal_cli.units import DEFAULT_CELL, UNITS
 
@@ -200,6 +201,9 @@ def label_command(
     project: ProjectOption = None,
     round_index: RoundOption = None,
     oracle: Annotated[bool, typer.Option("--oracle", help="Reveal the ground truth of the queries.")] = False,
+    unit: Annotated[Optional[str], typer.Option(help="tags: the oracle tags every training scene with the "
+                                                "classes present (WSegPC) instead of answering queries.",
+                                                show_default=False)] = None,
 ) -> None:
     """Reveal labels with the oracle (--oracle), or export queries for a person and import their labels."""
     if project is not None:
@@ -209,7 +213,14 @@ def label_command(
         return
     if not oracle:
         raise PcalError("say how to label: --oracle, or 'pcal label export' / 'pcal label import'")
+    if unit not in (None, "tags"):
+        raise PcalError(f"--unit {unit}: the oracle answers the round's queries; only --unit tags is special")
     proj = _open(ctx, project)
+    if unit == "tags":
+        with proj.lock("label --oracle --unit tags"):
+            commit = oracle_tags(proj)
+        out.print(f"round {commit.round}: {len(commit.scenes)} scene(s) tagged by the oracle (0 points)")
+        return
     target = resolve_round(proj, round_index)
     with proj.lock("label --oracle"):
         commit = oracle_round(proj, target)
@@ -247,6 +258,8 @@ def round_command(
     seed_budget: Annotated[Optional[str], typer.Option(help="Seed budget when round 0 does not exist yet "
                                                        "(default: the method's).", show_default=False)] = None,
     option: OptionList = None,
+    init: Annotated[Optional[str], typer.Option(help="Start training from this checkpoint, or 'wsegpc' for the "
+                                                "project's WSegPC network.", show_default=False)] = None,
     unit: UnitOption = None,
     cell: CellOption = DEFAULT_CELL,
     label: Annotated[bool, typer.Option("--label/--no-label", help="Label with the oracle after selecting.")] = True,
@@ -273,7 +286,7 @@ def round_command(
     scorer_options, selector_options = get_method(method).split_options(parse_pairs(option or []))
     options = TrainOptions(backbone=backbone, cr=cr, steps=steps, lr=lr, batch_size=batch_size,
                            warm_start=warm_start, checkpoint_every=checkpoint_every, device=device, seed=seed,
-                           semi=semi, reg=reg)
+                           semi=semi, reg=reg, init=init)
     with proj.lock(f"round --method {method}"), progress_bar() as progress:
         task = progress.add_task("Training", total=None, item="")
 
@@ -287,6 +300,26 @@ def round_command(
                           say=lambda text: progress.console.print(text),
                           on_step=on_step)
     out.print(f"done: latest round {last} ({asdict(options)['backbone']} cr {cr}, method {method})")
+
+
+@label_app.command("import-tags", help="""Import scene-level tags (the classes present in each scene) as the next
+round (WSegPC). FILE is CSV ('scene,classes' with classes separated by ';' or '|', or a header
+'scene,<class>,...' with 0/1 columns) or YAML (scene: [class, ...]). Unknown scenes or classes are
+refused with the closest name; tags only grow.
+
+Example:
+
+  pcal label import-tags -p demo tags.csv
+""")
+def label_import_tags_command(
+    ctx: typer.Context,
+    tags_file: Annotated[Path, typer.Argument(help="CSV or YAML file of scene tags.")],
+    project: ProjectOption = None,
+) -> None:
+    proj = _open(ctx, project)
+    with proj.lock("label import-tags"):
+        commit = import_tags(proj, tags_file)
+    out.print(f"round {commit.round}: tags imported for {len(commit.scenes)} scene(s) (0 points)")
 
 
 @label_app.command("export", help="""Write the queried scenes for a person to label (CloudCompare PLY or LAS).

@@ -74,6 +74,10 @@ def train_command(
     warm_start: Annotated[bool, typer.Option("--warm-start", help="Start from the previous round's model.")] = False,
     semi: Annotated[str, typer.Option(help="Training recipe: none | teacher-student (HPAL's mean teacher).")] = "none",
     reg: Annotated[str, typer.Option(help="Regulariser: none | hybrid-contrastive (JoPro).")] = "none",
+    recipe: Annotated[str, typer.Option(help="supervised | scene-tags | scene-tags-consistency (WSegPC, on the "
+                                        "round's tags).")] = "supervised",
+    init: Annotated[Optional[str], typer.Option(help="Start from this checkpoint (same backbone and width).",
+                                                show_default=False)] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between resumable partial checkpoints.")] = 100,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Retrain even if model.pt exists.")] = False,
@@ -85,7 +89,7 @@ def train_command(
     options = TrainOptions(backbone=backbone, cr=cr, steps=steps, epochs=epochs, lr=lr, optimizer=optimizer,
                            weight_decay=weight_decay, batch_size=batch_size, max_points=max_points,
                            device=device, seed=seed, warm_start=warm_start, checkpoint_every=checkpoint_every,
-                           semi=semi, reg=reg)
+                           semi=semi, reg=reg, recipe=recipe, init=init)
     what = "full supervision" if target is None else f"round {target}"
     with proj.lock("train"), progress_bar() as progress:
         task = progress.add_task(f"Training ({what})", total=None, item="")
@@ -116,8 +120,17 @@ def evaluate_command(
     save_predictions: Annotated[bool, typer.Option("--save-predictions",
                                                    help="Write predictions/<scene>.ply (label = prediction, "
                                                    "coloured by class) beside the model.")] = False,
+    pseudo: Annotated[bool, typer.Option("--pseudo", help="Score WSegPC's pseudo-labels of the round against the "
+                                         "training split's ground truth instead.")] = False,
 ) -> None:
     proj = Project.open(project_dir(ctx, project))
+    if pseudo:
+        from pcal_cli.steps.wsegpc import pseudo_label_quality
+
+        metrics = pseudo_label_quality(proj, resolve_round(proj, round_index))
+        out.print(f"[bold]pseudo-labels of round {metrics['round']}[/] on train ({metrics['points']:,} points): "
+                  f"mIoU [bold]{_pct(metrics['miou'])}[/], OA {_pct(metrics['oa'])}")
+        return
     if full and round_index is not None:
         raise PcalError("--full and --round exclude each other")
     target = None if full else resolve_round(proj, round_index)

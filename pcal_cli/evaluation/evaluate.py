@@ -32,15 +32,16 @@ def labelled_share(project: Project, round_index: int | None) -> tuple[int, int]
 
 
 def evaluate(project: Project, round_index: int | None, split: str = "test", *, device: str = "auto",
-             save_predictions: bool = False,
+             save_predictions: bool = False, folder: Path | None = None,
              on_scene: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
-    """One confusion matrix over every point of ``split``; writes ``metrics.json`` in the round."""
+    """One confusion matrix over every point of ``split``; writes ``metrics.json`` in the round
+    (or in ``folder``, whose ``model.pt`` is evaluated: a WSegPC stage)."""
     if split == "train":
         raise PcalError("evaluate on val or test; the training split is what the model learnt from")
     names = project.scenes(split)
     if not names:
         raise PcalError(f"{project.root}: the project has no '{split}' scenes")
-    folder = run_dir(project, round_index)
+    folder = folder or run_dir(project, round_index)
     torch_device = resolve_device(device)
     state = load_checkpoint(folder / MODEL_FILE, torch_device)
     model = model_from_checkpoint(state, torch_device)

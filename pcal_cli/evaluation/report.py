@@ -353,7 +353,8 @@ def _added(labelling: Path, entries: list[dict[str, Any]]) -> tuple[int | None, 
 
 
 def _budget(ledger: list[dict[str, Any]], total: int) -> tuple[list[BudgetLine], int]:
-    """Ledger totals per (unit kind, source), and the points of the whole ledger."""
+    """Ledger totals per (unit kind, source), and the points of the whole ledger that a person or
+    the oracle labelled (pseudo-labels are listed but never count as budget)."""
     sums: dict[tuple[str, str], list[Any]] = {}
     for entry in ledger:
         key = (str(entry.get("unit")), str(entry.get("source")))
@@ -364,7 +365,7 @@ def _budget(ledger: list[dict[str, Any]], total: int) -> tuple[list[BudgetLine],
     lines = [BudgetLine(unit=u, source=s, events=len(r), units=n, points=p,
                         percent=100.0 * p / total if total else 0.0)
              for (u, s), (r, n, p) in sorted(sums.items())]
-    return lines, sum(line.points for line in lines)
+    return lines, sum(line.points for line in lines if line.source != "pseudo")  # pseudo-labels cost nothing
 
 
 def _ranges(values: list[int]) -> str:

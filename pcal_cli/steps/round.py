@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
+from pcal_cli.atomic import write_bytes
 from pcal_cli.evaluation.evaluate import METRICS_FILE, evaluate
 from pcal_cli.methods import get_method
 from pcal_cli.project import Project
-from pcal_cli.rounds import latest_round, read_json
+from pcal_cli.rounds import labelled_counts, latest_round, read_json
 from pcal_cli.selection import get_selector
 from pcal_cli.steps.label import oracle_round
 from pcal_cli.steps.score import ScoreSettings, score_round
 from pcal_cli.steps.seed import seed_round
 from pcal_cli.steps.select import select_round
-from pcal_cli.training.supervised import TrainOptions, train
+from pcal_cli.training.supervised import MODEL_FILE, TrainOptions, train
 from pcal_cli.units import DEFAULT_CELL
 
 Say = Callable[[str], None]
@@ -50,6 +52,28 @@ def train_and_evaluate(project: Project, round_index: int, options: TrainOptions
         f"{metrics['labelled_percent']:.3f}% labelled")
 
 
+def adopt_init_model(project: Project, round_index: int, options: TrainOptions, say: Say) -> None:
+    """A round with no point labels yet (e.g. scene tags only) takes the ``--init`` network as its
+    model, so point-level active learning starts from it (``--method hpal --init wsegpc``)."""
+    path = project.round_dir(round_index) / MODEL_FILE
+    if options.init is None or path.exists() or sum(labelled_counts(project, round_index).values()):
+        return
+    write_bytes(path, Path(options.init).read_bytes())
+    say(f"round {round_index}: no point labels yet; starts from {options.init}")
+
+
+def wsegpc_model(project: Project):
+    """The network WSegPC trained last (stage 3, else stage 2) for ``--init wsegpc``."""
+    from pcal_cli.errors import PcalError
+    from pcal_cli.steps.wsegpc import WSEGPC_DIR
+
+    for stage in ("stage3", "stage2"):
+        found = sorted((project.root / WSEGPC_DIR).glob(f"r*/{stage}/model.pt"))
+        if found:
+            return found[-1]
+    raise PcalError(f"{project.root}: --init wsegpc needs a WSegPC model: run 'pcal round --method wsegpc' first")
+
+
 def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | None = None, unit: str | None = None,
                cell: float = DEFAULT_CELL, options: TrainOptions | None = None, label: bool = True,
                final: bool = True, scorer_options: dict[str, Any] | None = None,
@@ -75,6 +99,17 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
     indoor = project.config.indoor
     budget = budget or preset.round_budget(indoor)
     get_selector(preset.selector)  # unknown names fail before any work
+    if options.init == "wsegpc":
+        options = replace(options, init=str(wsegpc_model(project)))
+    if preset.name == "wsegpc":
+        from pcal_cli.steps.tags import oracle_tags
+        from pcal_cli.steps.wsegpc import run_wsegpc
+
+        if not project.rounds():
+            commit = oracle_tags(project)
+            say(f"round {commit.round}: the oracle tagged {len(project.scenes('train'))} scene(s)")
+        run_wsegpc(project, latest_round(project), options, say=say, on_step=on_step)
+        return latest_round(project)
     if not project.rounds():
         chosen_seed = seed_method or preset.seed_method
         seed_unit = "scene" if chosen_seed == "seedal" else preset.seed_unit
@@ -89,6 +124,7 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
     chosen_selector_options = {**preset.selector_options, **(selector_options or {})}
     for _ in range(rounds):
         current = latest_round(project)
+        adopt_init_model(project, current, options, say)
         train_and_evaluate(project, current, options, say, on_step)
         scored = score_round(project, current, settings, device=options.device)
         say(f"round {current}: scored {scored} scene(s) with {preset.scorer} per {settings.unit}")

@@ -3,6 +3,8 @@
 - ``supervised``: cross-entropy on the labelled voxels (majority of each voxel's known labels).
 - ``teacher-student`` (``--semi``, HPAL): :mod:`pcal_cli.training.mean_teacher`; ``model.pt``
   holds the EMA teacher (evaluated and scored) and the ``student``.
+- ``scene-tags`` / ``scene-tags-consistency`` (``--recipe``, WSegPC): :class:`SceneTags`;
+  ``model.pt`` holds the student, the EMA ``teacher`` and the ``pseudo_counts``.
 - ``hybrid-contrastive`` (``--reg``, JoPro): cross-entropy on labelled points plus the cluster-aware
   hybrid contrastive regulariser (:mod:`pcal_cli.jopro.contrastive`) between the student on an
   augmented view and an EMA teacher (keep 0.99) on the clean view, with per-class
@@ -26,6 +28,7 @@ from pcal_cli.training.ema import ema_update, make_teacher
 from pcal_cli.training.mean_teacher import point_outputs, teacher_student_step
 
 CONTRASTIVE_KEEP = 0.99
+TAGS_KEEP = 0.999
 
 
 class Recipe:
@@ -150,8 +153,92 @@ class HybridContrastive(Recipe):
         return float(loss.detach())
 
 
+class PseudoCounts(torch.nn.Module):
+    """The running count of accepted pseudo-labels per class (kept in checkpoints)."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("counts", torch.zeros(num_classes, dtype=torch.int64))
+
+
+class SceneTags(Recipe):
+    """WSegPC: multiple-instance loss on scene tags, plus region-point consistency (stage 2).
+
+    Scenes come as ``(scene, labels, tags)``. The scene's logits are the mean of its points'
+    logits; ``mil_loss`` compares them with its tags. With ``consistency`` an EMA teacher (keep
+    0.999) on the clean view gives tag-masked probabilities, averaged per region; the argmax is a
+    pseudo-label where its confidence passes the class-adaptive threshold (0.8 N_c / max N), and
+    the student learns it (masked cross-entropy) with a weight ramped up over ``tag_warmup``
+    steps. Known point labels, if any, add a cross-entropy term.
+    """
+
+    def __init__(self, model, options, num_classes, consistency: bool) -> None:
+        super().__init__(model, options, num_classes)
+        self.consistency = consistency
+        self.teacher = make_teacher(model)
+        self.pseudo_counts = PseudoCounts(num_classes)
+
+    def extras(self) -> dict[str, torch.nn.Module]:
+        return {"teacher": self.teacher, "pseudo_counts": self.pseudo_counts}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.teacher.load_state_dict(state.get("teacher", state["model"]))
+        if "pseudo_counts" in state:
+            self.pseudo_counts.load_state_dict(state["pseudo_counts"])
+
+    def step(self, optimizer, scenes, config, step, device) -> float:
+        from pcal_cli.weak import mil_loss, pseudo_labels, region_consistency_loss, scene_logits, warmup_weight
+
+        options = self.options
+        rng = np.random.default_rng([options.seed, step])
+        torch.manual_seed(options.seed * 1_000_003 + step)
+        count = min(options.batch_size, len(scenes))
+        student_items, teacher_items, labels, tags, batch, regions = [], [], [], [], [], []
+        for b, index in enumerate(rng.choice(len(scenes), size=count, replace=False)):
+            scene, known, scene_tags = scenes[index]
+            keep = crop(scene.xyz, options.max_points, known, rng)
+            part = scene.subset(keep)
+            xyz, rgb = augment(part.xyz, part.rgb, rng)
+            student_items.append(voxelize(xyz, point_features(xyz, part, config.channels, rgb=rgb), known[keep],
+                                          config.voxel_size, config.num_classes))
+            teacher_items.append(voxelize(part.xyz, point_features(part.xyz, part, config.channels), known[keep],
+                                          config.voxel_size, config.num_classes))
+            labels.append(known[keep].astype(np.int64))
+            tags.append(scene_tags)
+            batch.append(np.full(len(keep), b, dtype=np.int64))
+            regions.append(part.region)
+        logits, _ = point_outputs(self.model, student_items, device)
+        target = torch.from_numpy(np.concatenate(labels)).to(device)
+        batch_index = torch.from_numpy(np.concatenate(batch)).to(device)
+        loss = mil_loss(scene_logits(logits, batch_index, count), torch.from_numpy(np.stack(tags)).to(device))
+        labelled = target >= 0
+        if labelled.any():
+            loss = loss + F.cross_entropy(logits[labelled], target[labelled])
+        weight = warmup_weight(step, options.tag_warmup) if self.consistency else 0.0
+        if weight > 0:
+            with torch.no_grad():
+                self.teacher.eval()
+                teacher_logits, _ = point_outputs(self.teacher, teacher_items, device)
+                probs = torch.softmax(teacher_logits.float(), dim=1).cpu().numpy()
+            pseudo, counts, start = [], self.pseudo_counts.counts.cpu().numpy(), 0
+            for scene_tags, region in zip(tags, regions):
+                chosen, counts = pseudo_labels(probs[start:start + len(region)], scene_tags, region, counts)
+                pseudo.append(chosen)
+                start += len(region)
+            self.pseudo_counts.counts.copy_(torch.from_numpy(counts))
+            loss = loss + weight * region_consistency_loss(logits, torch.from_numpy(np.concatenate(pseudo)).to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        ema_update(self.teacher, self.model, TAGS_KEEP)
+        return float(loss.detach())
+
+
 def make_recipe(model: torch.nn.Module, options, num_classes: int) -> Recipe:
-    """The recipe chosen by ``options.semi`` and ``options.reg``."""
+    """The recipe chosen by ``options.recipe``, ``options.semi`` and ``options.reg``."""
+    if options.recipe in ("scene-tags", "scene-tags-consistency"):
+        return SceneTags(model, options, num_classes, consistency=options.recipe == "scene-tags-consistency")
     if options.semi == "teacher-student":
         return TeacherStudent(model, options, num_classes)
     if options.reg == "hybrid-contrastive":

@@ -31,6 +31,8 @@ from pcal_cli.training.recipes import make_recipe
 
 OPTIMIZERS = ("adamw", "sgd")
 REG_RECIPES = ("none", "hybrid-contrastive")
+RECIPES = ("supervised", "scene-tags", "scene-tags-consistency")
+TAG_RECIPES = RECIPES[1:]
 MODEL_FILE = "model.pt"
 PARTIAL_FILE = "model.partial.pt"
 
@@ -59,6 +61,9 @@ class TrainOptions:
     reg_weights: tuple[float, float, float] = (0.1, 0.1, 0.1)  # alignment, point InfoNCE, sub-prototype InfoNCE
     reg_conf: float = 0.8  # teacher confidence of the points the regulariser uses
     reg_temperature: float = 0.1
+    recipe: str | None = None  # None or "supervised"; "scene-tags", "scene-tags-consistency": WSegPC
+    tag_warmup: int = 100  # scene-tags-consistency: steps over which the consistency weight ramps up
+    init: str | None = None  # a checkpoint to start from (any round, stage or project with this layout)
 
 
 @dataclass
@@ -106,6 +111,8 @@ def check_options(options: TrainOptions) -> None:
         raise PcalError(f"unknown --semi recipe '{options.semi}' (choose from {', '.join(SEMI_RECIPES)})")
     if not 0.0 <= options.ema_keep <= 1.0 or not 0.0 <= options.pseudo_threshold <= 1.0:
         raise PcalError("--ema-keep and --pseudo-threshold must lie in [0, 1]")
+    if options.recipe not in (None, *RECIPES):
+        raise PcalError(f"unknown --recipe '{options.recipe}' (choose from {', '.join(RECIPES)})")
     if options.reg not in (None, *REG_RECIPES):
         raise PcalError(f"unknown --reg regulariser '{options.reg}' (choose from {', '.join(REG_RECIPES)})")
     if options.semi == "teacher-student" and options.reg == "hybrid-contrastive":
@@ -138,20 +145,66 @@ def load_training_scenes(project: Project, round_index: int | None) -> list[tupl
     return scenes
 
 
+def load_tagged_scenes(project: Project, round_index: int | None,
+                       ) -> list[tuple[Scene, np.ndarray, np.ndarray]]:
+    """Training scenes with the round's tags and labels: ``(scene, labels, tags [C])`` (WSegPC)."""
+    from pcal_cli.steps.tags import load_tags
+
+    if round_index is None:
+        raise PcalError("--recipe scene-tags trains on a round's tags, not with --full")
+    tags = load_tags(project, round_index)
+    if not tags:
+        raise PcalError(f"round {round_index} has no scene tags ('pcal label --oracle --unit tags' or "
+                        "'pcal label import-tags FILE')")
+    scenes = []
+    for name in sorted(tags):
+        scene = read_ply(project.scene_path("train", name))
+        labels = load_labels(project, round_index, name, len(scene))
+        scene.label = np.full(len(scene), -1, dtype=np.int16)  # never let ground truth leak
+        scenes.append((scene, labels, tags[name]))
+    return scenes
+
+
+def load_labels_from(project: Project, folder: Path) -> list[tuple[Scene, np.ndarray]]:
+    """Training scenes with the labels of a folder of ``<scene>.npy`` (e.g. WSegPC's pseudo-labels)."""
+    scenes = []
+    for name in project.scenes("train"):
+        path = folder / f"{name}.npy"
+        if not path.is_file():
+            continue
+        scene = read_ply(project.scene_path("train", name))
+        labels = np.load(path, allow_pickle=False)
+        if labels.shape != (len(scene),):
+            raise PcalError(f"{path}: {labels.shape} labels for {len(scene)} points")
+        scene.label = np.full(len(scene), -1, dtype=np.int16)
+        if (labels >= 0).any():
+            scenes.append((scene, labels.astype(np.int16)))
+    if not scenes:
+        raise PcalError(f"{folder}: no labels to train on")
+    return scenes
+
+
 def train(project: Project, round_index: int | None, options: TrainOptions, *, resume: bool = False,
-          force: bool = False, on_step: StepCallback | None = None) -> TrainResult:
+          force: bool = False, on_step: StepCallback | None = None, folder: Path | None = None,
+          labels_from: Path | None = None) -> TrainResult:
     """Train a model on a round's labels (``round_index=None``: the full-supervision reference)
-    and write ``model.pt`` in the round folder."""
+    and write ``model.pt`` in the round folder (or in ``folder``). ``labels_from`` trains on a
+    folder of label files instead of the round's (WSegPC's pseudo-labels)."""
     check_options(options)
     device = resolve_device(options.device)
-    folder = run_dir(project, round_index)
+    folder = folder or run_dir(project, round_index)
     final_path, partial_path = folder / MODEL_FILE, folder / PARTIAL_FILE
     if final_path.exists() and not force:
         return TrainResult(final_path, True, 0, None, 0.0, 0, 0)
     if partial_path.exists() and not (resume or force):
         raise PcalError(f"{partial_path}: an interrupted training run exists; pass --resume to continue it "
                         "or --force to start over")
-    scenes = load_training_scenes(project, round_index)
+    if options.recipe in TAG_RECIPES:
+        scenes = load_tagged_scenes(project, round_index)
+    elif labels_from is not None:
+        scenes = load_labels_from(project, labels_from)
+    else:
+        scenes = load_training_scenes(project, round_index)
     config = project.config
     steps = options.steps
     if options.epochs is not None:
@@ -162,6 +215,14 @@ def train(project: Project, round_index: int | None, options: TrainOptions, *, r
     model = build_model(options.backbone, resolved["in_channels"], config.num_classes, cr=options.cr,
                         seed=options.seed).to(device)
     recipe = make_recipe(model, options, config.num_classes)
+    if options.init is not None:
+        start_from = load_checkpoint(Path(options.init))
+        if (start_from["config"]["backbone"], start_from["config"]["cr"]) != (options.backbone, options.cr) or \
+                start_from["config"]["num_classes"] != config.num_classes:
+            raise PcalError(f"--init: {options.init} is a {start_from['config']['backbone']} cr "
+                            f"{start_from['config']['cr']} with {start_from['config']['num_classes']} classes, not "
+                            f"{options.backbone} cr {options.cr} with {config.num_classes}")
+        recipe.load(start_from)
     if options.warm_start and round_index is not None and round_index > 0:
         previous = project.round_dir(round_index - 1) / MODEL_FILE
         state = load_checkpoint(previous)
@@ -221,7 +282,7 @@ def _cosine(steps: int) -> Callable[[int], float]:
 
 
 def _resolved_config(project: Project, round_index: int | None, options: TrainOptions, steps: int,
-                     scenes: list[tuple[Scene, np.ndarray]]) -> dict[str, Any]:
+                     scenes: list[tuple]) -> dict[str, Any]:
     config = project.config
     resolved = asdict(options)
     resolved.update(
@@ -233,8 +294,8 @@ def _resolved_config(project: Project, round_index: int | None, options: TrainOp
         classes=list(config.classes),
         channels=list(config.channels),
         voxel_size=config.voxel_size,
-        labelled_points=int(sum(int((labels >= 0).sum()) for _, labels in scenes)),
-        labelled_scenes=[scene.name for scene, _ in scenes],
+        labelled_points=int(sum(int((item[1] >= 0).sum()) for item in scenes)),
+        labelled_scenes=[item[0].name for item in scenes],
         pcal_version=__version__,
         warm_start_from=None,
     )

@@ -1,0 +1,364 @@
+"""WSegPC building blocks: scene tags, the scene-tag loss, tag masking, pseudo-labels, cross-modal InfoNCE."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pcal_cli.errors import PcalError
+from pcal_cli.weak import (
+    ProjectionHead,
+    class_adaptive_threshold,
+    crossmodal_infonce,
+    mask_absent,
+    mil_loss,
+    pseudo_labels,
+    read_point_features,
+    read_tags_file,
+    region_average,
+    region_consistency_loss,
+    scene_logits,
+    tags_from_json,
+    tags_from_labels,
+    tags_per_point,
+    tags_to_json,
+    warmup_weight,
+)
+
+CLASSES = ["wall", "floor", "chair", "table", "sofa"]
+SCENES = ["office_1", "office_2", "hallway_1", "001"]
+
+
+def _vec(*names: str) -> np.ndarray:
+    return np.array([c in names for c in CLASSES])
+
+
+# ---------------------------------------------------------------- tags from labels
+
+
+def test_tags_from_labels_ignores_negatives_and_checks_range() -> None:
+    labels = np.array([2, 2, -1, 0, -100, 4, 0])
+    assert tags_from_labels(labels, 5).tolist() == [True, False, True, False, True]
+    assert tags_from_labels(np.full(3, -1), 5).tolist() == [False] * 5
+    with pytest.raises(PcalError, match="label 5"):
+        tags_from_labels(np.array([0, 5]), 5)
+    with pytest.raises(PcalError, match="integers"):
+        tags_from_labels(np.array([0.5]), 5)
+
+
+# ---------------------------------------------------------------- MIL loss
+
+
+def test_scene_logits_is_the_mean_per_scene_and_zero_for_empty_scenes() -> None:
+    logits = torch.tensor([[1.0, 2.0], [3.0, 4.0], [10.0, -2.0]], requires_grad=True)
+    out = scene_logits(logits, torch.tensor([0, 0, 2]), 3)
+    assert torch.allclose(out, torch.tensor([[2.0, 3.0], [0.0, 0.0], [10.0, -2.0]]))
+    out.sum().backward()
+    assert torch.allclose(logits.grad, torch.tensor([[0.5, 0.5], [0.5, 0.5], [1.0, 1.0]]))
+    with pytest.raises(PcalError, match="batch_index"):
+        scene_logits(logits, torch.tensor([0, 1, 3]), 3)
+
+
+def test_mil_loss_matches_hand_computed_soft_margin() -> None:
+    z = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]])
+    y = torch.tensor([[True, False, True], [False, True, False]])
+    sig = lambda v: 1.0 / (1.0 + math.exp(-v))  # noqa: E731
+    by_hand = 0.0
+    for zr, yr in zip(z.tolist(), y.tolist()):
+        by_hand += -sum(math.log(sig(v)) if t else math.log(sig(-v)) for v, t in zip(zr, yr)) / 3
+    by_hand /= 2
+    loss = mil_loss(z, y)
+    assert loss.item() == pytest.approx(by_hand, rel=1e-6)
+    assert loss.item() == pytest.approx(F.multilabel_soft_margin_loss(z, y.float()).item(), rel=1e-6)
+
+
+def test_mil_loss_prefers_logits_on_tagged_classes() -> None:
+    g = torch.Generator().manual_seed(0)
+    tags = torch.tensor([[True, False, True, False]])
+    batch = torch.zeros(50, dtype=torch.long)
+    noise = torch.randn(50, 4, generator=g)
+    good = noise + 3.0 * (tags.float() * 2 - 1)  # points lean to the tagged classes
+    bad = noise - 3.0 * (tags.float() * 2 - 1)
+    good_loss = mil_loss(scene_logits(good, batch, 1), tags)
+    bad_loss = mil_loss(scene_logits(bad, batch, 1), tags)
+    assert good_loss < 0.2 < 2.0 < bad_loss
+    with pytest.raises(PcalError, match="tags must be"):
+        mil_loss(torch.zeros(1, 4), torch.ones(1, 3, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------- tag masking
+
+
+def test_tag_masking_never_produces_an_absent_class() -> None:
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        logits = torch.randn(200, 7, generator=g) * 20
+        tags = torch.rand(200, 7, generator=g) < 0.3
+        tags[:20] = False  # rows with no tag at all
+        masked = mask_absent(logits, tags)
+        has = tags.any(dim=1)
+        pred = masked.argmax(dim=1)
+        assert tags[has].gather(1, pred[has][:, None]).all()
+        assert torch.equal(masked[~has], logits[~has])  # no tag: unmasked
+        probs = masked.softmax(dim=1)
+        assert torch.isfinite(probs).all() and torch.isfinite(masked.log_softmax(dim=1)).all()
+        assert (probs[has][~tags[has]] == 0).all()
+
+
+def test_tag_masking_per_scene_and_half_precision() -> None:
+    tags = torch.tensor([[True, False, False], [False, False, True]])
+    rows = tags_per_point(tags, torch.tensor([1, 0, 1]))
+    assert rows.tolist() == [[False, False, True], [True, False, False], [False, False, True]]
+    logits = torch.tensor([[5.0, 1.0, 0.0]], dtype=torch.float16)
+    out = mask_absent(logits, torch.tensor([False, True, False]))
+    assert torch.isfinite(out).all() and out.argmax().item() == 1
+
+
+def test_region_consistency_loss_averages_over_all_rows() -> None:
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]], requires_grad=True)
+    pseudo = torch.tensor([0, -1, 1])
+    ce = F.cross_entropy(logits.detach(), torch.tensor([0, 0, 1]), reduction="none")
+    assert region_consistency_loss(logits, pseudo).item() == pytest.approx((ce[0] + ce[2]).item() / 3)
+    none = region_consistency_loss(logits, torch.full((3,), -1))
+    assert none.item() == 0.0 and none.requires_grad
+
+
+def test_warmup_weight_is_a_linear_ramp() -> None:
+    assert [warmup_weight(s, 4) for s in (0, 1, 2, 4, 9)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert warmup_weight(0, 0) == 1.0
+    with pytest.raises(PcalError):
+        warmup_weight(1, -1)
+
+
+# ---------------------------------------------------------------- pseudo-labels
+
+
+def test_class_adaptive_threshold_hand_table() -> None:
+    counts = np.array([400, 100, 0, 50, 200])
+    # 0.8 * N_c / max N = 0.8 * [1, 0.25, 0, 0.125, 0.5]
+    assert class_adaptive_threshold(counts).tolist() == pytest.approx([0.8, 0.2, 0.0, 0.1, 0.4])
+    assert class_adaptive_threshold(counts, base=0.5).tolist() == pytest.approx([0.5, 0.125, 0.0, 0.0625, 0.25])
+    assert class_adaptive_threshold(np.zeros(3, dtype=int)).tolist() == [0.8, 0.8, 0.8]
+    with pytest.raises(PcalError):
+        class_adaptive_threshold(np.array([1, -1]))
+
+
+def test_region_average_hand_case_numpy_and_torch() -> None:
+    probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8], [0.5, 0.5]], dtype=np.float32)
+    region = np.array([7, 7, 3, -1, 3])
+    expected = np.array([[0.6, 0.4], [0.6, 0.4], [0.55, 0.45], [0.2, 0.8], [0.55, 0.45]])
+    out = region_average(probs, region)
+    assert out.dtype == np.float32 and np.allclose(out, expected)
+    out_t = region_average(torch.from_numpy(probs), torch.from_numpy(region))
+    assert isinstance(out_t, torch.Tensor) and np.allclose(out_t.numpy(), expected)
+    assert np.allclose(region_average(probs, np.full(5, -1)), probs)
+
+
+def test_pseudo_labels_hand_case_regions_threshold_counts() -> None:
+    # classes 0..2, class 1 absent from the scene
+    probs = np.array([
+        [0.50, 0.45, 0.05],  # region 0
+        [0.95, 0.00, 0.05],  # region 0
+        [0.10, 0.80, 0.10],  # region 1: after masking [0.5, 0, 0.5] -> tie, argmax = 0, conf 0.5
+        [0.05, 0.05, 0.90],  # no region: masked [0.0526, 0, 0.947]
+    ])
+    tags = np.array([True, False, True])
+    region = np.array([0, 0, 1, -1])
+    labels, counts = pseudo_labels(probs, tags, region, np.zeros(3, dtype=np.int64))
+    # all counts 0 -> threshold 0.8 everywhere. Region 0 after masking: [0.909.., 0, 0.0909..]
+    # and [0.95, 0, 0.05] -> mean [0.9295, 0, 0.0705] -> class 0 kept (both points).
+    assert labels.tolist() == [0, 0, -1, 2]
+    assert counts.tolist() == [2, 0, 1]
+    # class 2 now has half of class 0's count: threshold 0.4; class 0 faces 0.8
+    labels, counts2 = pseudo_labels(probs, tags, region, counts)
+    assert labels.tolist() == [0, 0, -1, 2] and counts2.tolist() == [4, 0, 2]
+    low = np.array([[0.3, 0.0, 0.7]])  # class 2 at 0.7: kept under 0.4, refused under 0.8
+    assert pseudo_labels(low, tags, None, np.array([10, 0, 5]))[0].tolist() == [2]
+    assert pseudo_labels(low, tags, None, np.array([0, 0, 10]))[0].tolist() == [-1]
+    # base 0: every point kept (final pseudo-label generation)
+    assert (pseudo_labels(probs, tags, region, counts, base=0.0)[0] >= 0).all()
+
+
+def test_pseudo_labels_never_give_an_absent_class_and_torch_matches_numpy() -> None:
+    rng = np.random.default_rng(3)
+    counts = np.zeros(6, dtype=np.int64)
+    for _ in range(20):
+        logits = rng.normal(size=(300, 6)) * 5
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        probs[:10] = 0.0
+        probs[:10, 0] = 1.0  # all mass on class 0, which may be absent
+        tags = rng.random(6) < 0.4
+        tags[rng.integers(6)] = True
+        region = rng.integers(-1, 30, size=300)
+        labels, new = pseudo_labels(probs, tags, region, counts, base=0.0)
+        assert (labels >= 0).all() and tags[labels].all()
+        labels_t, new_t = pseudo_labels(torch.from_numpy(probs), torch.from_numpy(tags),
+                                        torch.from_numpy(region), counts, base=0.0)
+        assert np.array_equal(labels_t.numpy(), labels) and np.array_equal(new_t, new)
+        assert new.sum() - counts.sum() == (labels >= 0).sum()
+        assert (new[~tags] == counts[~tags]).all()
+        counts = new
+    empty, same = pseudo_labels(probs, np.zeros(6, dtype=bool), region, counts)
+    assert (empty == -1).all() and np.array_equal(same, counts)
+    with pytest.raises(PcalError, match="tags"):
+        pseudo_labels(probs, np.ones(5, dtype=bool), region, counts)
+
+
+# ---------------------------------------------------------------- tags files
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_read_tags_csv_long_and_wide(tmp_path: Path) -> None:
+    long = _write(tmp_path, "t.csv", "scene,classes\n office_1 , wall; chair |table\n\n# note\nhallway_1,\n001,floor\n")
+    tags = read_tags_file(long, CLASSES, SCENES)
+    assert list(tags) == ["office_1", "hallway_1", "001"]
+    assert np.array_equal(tags["office_1"], _vec("wall", "chair", "table"))
+    assert not tags["hallway_1"].any() and np.array_equal(tags["001"], _vec("floor"))
+    headerless = _write(tmp_path, "h.csv", "office_2,sofa|floor\n")
+    assert np.array_equal(read_tags_file(headerless, CLASSES, SCENES)["office_2"], _vec("sofa", "floor"))
+    wide = _write(tmp_path, "w.csv", "Scene,wall,chair,sofa\noffice_1,1,0,1\noffice_2,0,yes,\n")
+    tags = read_tags_file(wide, CLASSES, SCENES)
+    assert np.array_equal(tags["office_1"], _vec("wall", "sofa")) and np.array_equal(tags["office_2"], _vec("chair"))
+    tsv = _write(tmp_path, "t.tsv", "scene\tclasses\noffice_1\twall;floor\n")
+    assert np.array_equal(read_tags_file(tsv, CLASSES, SCENES)["office_1"], _vec("wall", "floor"))
+
+
+def test_read_tags_yaml_and_json(tmp_path: Path) -> None:
+    yml = _write(tmp_path, "t.yaml", "office_1: [wall, chair]\n001:\n  - floor\nhallway_1:\noffice_2: 'sofa; table'\n")
+    tags = read_tags_file(yml, CLASSES, SCENES)
+    assert list(tags) == ["office_1", "001", "hallway_1", "office_2"]  # '001' keeps its text
+    assert np.array_equal(tags["001"], _vec("floor")) and not tags["hallway_1"].any()
+    assert np.array_equal(tags["office_2"], _vec("sofa", "table"))
+    doc = tags_to_json({"office_1": _vec("wall", "sofa"), "hallway_1": _vec()}, CLASSES)
+    assert doc["scenes"] == {"office_1": ["wall", "sofa"], "hallway_1": []}
+    back = tags_from_json(json.loads(json.dumps(doc)), CLASSES)
+    assert np.array_equal(back["office_1"], _vec("wall", "sofa")) and not back["hallway_1"].any()
+    path = _write(tmp_path, "t.json", json.dumps(doc))
+    assert list(read_tags_file(path, CLASSES, SCENES)) == ["office_1", "hallway_1"]
+    with pytest.raises(PcalError, match="another class list"):
+        tags_from_json(doc, ["wall", "floor", "chair", "table", "couch"])
+
+
+@pytest.mark.parametrize(("name", "text", "needle"), [
+    ("a.csv", "scene,classes\noffice_9,wall\n", r"line 2: unknown scene 'office_9'.*did you mean 'office_"),
+    ("b.csv", "office_1,wall;chiar\n", r"line 1: unknown class 'chiar'.*did you mean 'chair'"),
+    ("c.csv", "office_1,wall|SOFA\n", r"unknown class 'SOFA'.*did you mean 'sofa'"),
+    ("d.csv", "office_1,wall\noffice_2,floor\n office_1 ,chair\n", r"'office_1' is listed twice \(line 1 and line 3\)"),
+    ("e.csv", "\n\n", "empty"),
+    ("f.csv", "scene,classes\n# nothing\n", "no scene tags"),
+    ("g.csv", "office_1,wall,chair\n", "2 cells"),
+    ("h.csv", "scene,wall,chiar\noffice_1,1,0\n", r"unknown class 'chiar' in the header.*'chair'"),
+    ("i.csv", "scene,wall\noffice_1,2\n", r"'2' in column 'wall'"),
+    ("j.csv", "office_1;wall;chair\n", r"unknown scene 'office_1;wall;chair'.*','"),
+    ("a.yaml", "office_1: [wall]\noffice_1: [chair]\n", r"'office_1' is listed twice \(line 1 and line 2\)"),
+    ("b.yaml", "office_1: [wall, sofaa]\n", r"unknown class 'sofaa'.*'sofa'"),
+    ("c.yaml", "hallway_2: [wall]\n", r"unknown scene 'hallway_2'.*'hallway_1'"),
+    ("d.yaml", "", "empty"),
+    ("e.yaml", "- office_1\n", "mapping"),
+    ("f.yaml", "office_1: [wall\n", "invalid YAML"),
+    ("a.json", '{"office_1": ["wall"], "office_1": []}', "'office_1' is listed twice"),
+    ("x.xlsx", "office_1,wall\n", "unsupported"),
+])
+def test_read_tags_bad_files_name_the_culprit(tmp_path: Path, name: str, text: str, needle: str) -> None:
+    path = _write(tmp_path, name, text)
+    with pytest.raises(PcalError, match=needle) as info:
+        read_tags_file(path, CLASSES, SCENES)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_read_tags_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(PcalError, match="not found"):
+        read_tags_file(tmp_path / "none.csv", CLASSES, SCENES)
+
+
+# ---------------------------------------------------------------- cross-modal
+
+
+def _pairs(n: int = 64, d3: int = 8, d2: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    f3 = torch.randn(n, d3, generator=g)
+    f2 = torch.cat([f3, torch.zeros(n, d2 - d3)], dim=1)  # image feature = the point's, padded
+    return f3, f2
+
+
+def test_crossmodal_infonce_aligned_beats_shuffled() -> None:
+    torch.manual_seed(0)
+    f3, f2 = _pairs()
+    pad = torch.eye(8, 12)
+    head3 = lambda x: x  # noqa: E731  (identity heads: aligned pairs share a direction)
+    head2 = lambda x: x @ pad.T  # noqa: E731
+    aligned = crossmodal_infonce(f3, f2, head3, head2)
+    shuffled = crossmodal_infonce(f3, f2[torch.randperm(len(f2))], head3, head2)
+    assert torch.isfinite(aligned) and aligned < 0.1 < math.log(64) - 1 < shuffled
+    h3, h2 = ProjectionHead(8, 16), ProjectionHead(12, 16)
+    loss = crossmodal_infonce(f3.requires_grad_(), f2, h3, h2, max_rows=20, generator=torch.Generator().manual_seed(1))
+    loss.backward()
+    assert torch.isfinite(loss) and f3.grad is not None and (f3.grad.abs().sum(dim=1) > 0).sum() == 20
+
+
+def test_crossmodal_infonce_is_symmetric_by_hand() -> None:
+    f3 = torch.tensor([[1.0, 0.0], [0.95, 0.3], [0.9, 0.45]])
+    f2 = torch.tensor([[2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])  # image 0 is every point's nearest; not unit
+    ident = lambda x: x  # noqa: E731
+    a = f3 / f3.norm(dim=1, keepdim=True)
+    b = f2 / f2.norm(dim=1, keepdim=True)
+    sim = (a @ b.T / 0.5).tolist()  # not symmetric: row and column directions differ
+    rows = [-sim[i][i] + math.log(sum(math.exp(v) for v in sim[i])) for i in range(3)]
+    cols = [-sim[i][i] + math.log(sum(math.exp(sim[k][i]) for k in range(3))) for i in range(3)]
+    expected = 0.5 * (sum(rows) / 3 + sum(cols) / 3)
+    assert abs(sum(rows) - sum(cols)) > 1.0
+    assert crossmodal_infonce(f3, f2, ident, ident, temperature=0.5).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_crossmodal_infonce_skips_masked_rows() -> None:
+    f3, f2 = _pairs(n=32)
+    head3, head2 = ProjectionHead(8, 16), ProjectionHead(12, 16)
+    base = crossmodal_infonce(f3[:20], f2[:20], head3, head2)
+    bad3 = torch.cat([f3[:20], torch.randn(12, 8) * 100])
+    bad2 = torch.cat([f2[:20], torch.zeros(6, 12), torch.full((6, 12), float("nan"))])
+    bad2[-1, 1:] = 3.0  # NaN in one column only: still skipped
+    bad3.requires_grad_()
+    loss = crossmodal_infonce(bad3, bad2, head3, head2)
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(base.item(), rel=1e-5)
+    loss.backward()
+    assert (bad3.grad[20:] == 0).all()
+    few = crossmodal_infonce(bad3, torch.cat([bad2[:1] * 0 + 1, torch.zeros(31, 12)]), head3, head2)
+    assert few.item() == 0.0 and few.requires_grad
+
+
+def test_read_point_features(tmp_path: Path) -> None:
+    feats = np.arange(12, dtype=np.float64).reshape(4, 3)
+    feats[2] = np.nan
+    np.save(tmp_path / "ok.npy", feats)
+    out, seen = read_point_features(tmp_path / "ok.npy", 4)
+    assert out.dtype == np.float32 and seen.tolist() == [True, True, False, True]
+    assert (out[2] == 0).all() and np.array_equal(out[3], [9, 10, 11])
+    bad = {
+        "rows.npy": (np.zeros((5, 3)), "5 feature rows but the scene has 4"),
+        "flat.npy": (np.zeros(4), "2-D"),
+        "cube.npy": (np.zeros((4, 3, 2)), "2-D"),
+        "partial.npy": (np.array([[1.0, np.nan], [1, 2], [3, 4], [5, 6]]), "row 0 has NaN in some columns"),
+        "inf.npy": (np.array([[1.0, 2], [np.inf, 2], [3, 4], [5, 6]]), "row 1 holds an infinite"),
+        "text.npy": (np.array([["a"], ["b"], ["c"], ["d"]]), "real numbers"),
+        "obj.npy": (np.array([[1], [2], [3], [None]], dtype=object), "not a readable .npy"),
+    }
+    for name, (arr, needle) in bad.items():
+        np.save(tmp_path / name, arr, allow_pickle=True)
+        with pytest.raises(PcalError, match=needle):
+            read_point_features(tmp_path / name, 4)
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    for path, needle in [(tmp_path / "junk.npy", "not a readable"), (tmp_path / "none.npy", "not found"),
+                         (tmp_path / "ok.txt", ".npy file")]:
+        with pytest.raises(PcalError, match=needle):
+            read_point_features(path, 4)
