@@ -9,7 +9,7 @@ from rich.table import Table
 
 from pcal_cli.cli.common import ProjectOption, err, out, progress_bar, project_dir
 from pcal_cli.errors import PcalError
-from pcal_cli.evaluation.evaluate import evaluate
+from pcal_cli.evaluation.evaluate import evaluate, merge_shards
 from pcal_cli.project import Project
 from pcal_cli.rounds import resolve_round
 from pcal_cli.training.supervised import TrainOptions, train
@@ -122,6 +122,9 @@ def evaluate_command(
                                                    "coloured by class) beside the model.")] = False,
     pseudo: Annotated[bool, typer.Option("--pseudo", help="Score WSegPC's pseudo-labels of the round against the "
                                          "training split's ground truth instead.")] = False,
+    shard: Annotated[Optional[str], typer.Option(help="Evaluate only shard i of N ('i/N'), writing a partial "
+                                                 "confusion matrix; then --merge.", show_default=False)] = None,
+    merge: Annotated[bool, typer.Option("--merge", help="Sum the shards' confusion matrices into metrics.json.")] = False,
 ) -> None:
     proj = Project.open(project_dir(ctx, project))
     if pseudo:
@@ -134,10 +137,23 @@ def evaluate_command(
     if full and round_index is not None:
         raise PcalError("--full and --round exclude each other")
     target = None if full else resolve_round(proj, round_index)
+    if shard is not None and merge:
+        raise PcalError("--shard and --merge exclude each other: evaluate every shard, then merge once")
+    if shard is not None:  # shards run side by side, each writing only its own part: no lock
+        with progress_bar() as progress:
+            task = progress.add_task(f"Evaluating shard {shard} of {split}", total=None, item="")
+            part = evaluate(proj, target, split, device=device, save_predictions=save_predictions, shard=shard,
+                            on_scene=lambda d, t, n: progress.update(task, completed=d, total=t, item=n))
+        out.print(f"shard {shard}: {len(part['scenes'])} scene(s) evaluated; when every shard is done: "
+                  f"pcal evaluate -p {proj.root} --merge --split {split}")
+        return
     with proj.lock("evaluate"), progress_bar() as progress:
         task = progress.add_task(f"Evaluating on {split}", total=None, item="")
-        metrics = evaluate(proj, target, split, device=device, save_predictions=save_predictions,
-                           on_scene=lambda d, t, n: progress.update(task, completed=d, total=t, item=n))
+        if merge:
+            metrics = merge_shards(proj, target, split)
+        else:
+            metrics = evaluate(proj, target, split, device=device, save_predictions=save_predictions,
+                               on_scene=lambda d, t, n: progress.update(task, completed=d, total=t, item=n))
     what = "full supervision" if target is None else f"round {target}"
     out.print(f"[bold]{what}[/] on {split}: mIoU [bold]{_pct(metrics['miou'])}[/], OA {_pct(metrics['oa'])}, "
               f"mAcc {_pct(metrics['macc'])}; labelled {metrics['labelled_percent']:.3f}% of training points")

@@ -20,6 +20,7 @@ from pcal_cli.training.inference import predict_scene
 from pcal_cli.training.supervised import MODEL_FILE, resolve_device
 
 METRICS_FILE = "metrics.json"
+SHARDS_DIR = "metrics.shards"
 
 
 def labelled_share(project: Project, round_index: int | None) -> tuple[int, int]:
@@ -32,13 +33,20 @@ def labelled_share(project: Project, round_index: int | None) -> tuple[int, int]
 
 
 def evaluate(project: Project, round_index: int | None, split: str = "test", *, device: str = "auto",
-             save_predictions: bool = False, folder: Path | None = None,
+             save_predictions: bool = False, folder: Path | None = None, shard: str | None = None,
              on_scene: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """One confusion matrix over every point of ``split``; writes ``metrics.json`` in the round
-    (or in ``folder``, whose ``model.pt`` is evaluated: a WSegPC stage)."""
+    (or in ``folder``, whose ``model.pt`` is evaluated: a WSegPC stage).
+
+    With ``shard="i/N"`` only the i-th of N interleaved slices of the scenes is evaluated and its
+    confusion matrix written to ``metrics.shards/<split>.<i>of<N>.json``; :func:`merge_shards`
+    then sums the N parts into ``metrics.json`` (the same numbers as one unsharded run).
+    """
+    from pcal_cli.steps.score import parse_shard, shard_scenes
+
     if split == "train":
         raise PcalError("evaluate on val or test; the training split is what the model learnt from")
-    names = project.scenes(split)
+    names = shard_scenes(project.scenes(split), parse_shard(shard))
     if not names:
         raise PcalError(f"{project.root}: the project has no '{split}' scenes")
     folder = folder or run_dir(project, round_index)
@@ -59,18 +67,54 @@ def evaluate(project: Project, round_index: int | None, split: str = "test", *, 
             _write_prediction(folder / "predictions" / f"{name}.ply", scene, labels, config.colors)
         if on_scene is not None:
             on_scene(done, len(names), name)
+    if shard is not None:
+        i, n = parse_shard(shard)
+        part = {"split": split, "shard": [i, n], "scenes": names, "confusion": confusion.tolist(),
+                "checkpoint_step": state["step"]}
+        write_json(folder / SHARDS_DIR / f"{split}.{i}of{n}.json", part)
+        return part
     if not confusion.sum():
         raise PcalError(f"{project.root}: the '{split}' split has no labelled points to evaluate on")
+    return _write_metrics(project, round_index, folder, split, confusion, len(names), state["step"])
+
+
+def merge_shards(project: Project, round_index: int | None, split: str = "test", *,
+                 folder: Path | None = None) -> dict[str, Any]:
+    """Sum the N shard confusion matrices of ``evaluate --shard i/N`` into ``metrics.json``."""
+    folder = folder or run_dir(project, round_index)
+    parts = sorted((folder / SHARDS_DIR).glob(f"{split}.*of*.json"))
+    if not parts:
+        raise PcalError(f"{folder / SHARDS_DIR}: no shards of '{split}' to merge (run 'pcal evaluate --shard i/N')")
+    loaded = [json.loads(p.read_text()) for p in parts]
+    counts = {tuple(p["shard"])[1] for p in loaded}
+    steps = {p["checkpoint_step"] for p in loaded}
+    if len(counts) != 1 or len(steps) != 1:
+        raise PcalError(f"{folder / SHARDS_DIR}: shards of different runs (N or model differ); delete the old ones")
+    n = counts.pop()
+    found = sorted(p["shard"][0] for p in loaded)
+    if found != list(range(1, n + 1)):
+        missing = sorted(set(range(1, n + 1)) - set(found))
+        raise PcalError(f"{folder / SHARDS_DIR}: shard(s) {missing} of {n} missing")
+    confusion = np.sum([np.asarray(p["confusion"], dtype=np.int64) for p in loaded], axis=0)
+    if not confusion.sum():
+        raise PcalError(f"{project.root}: the '{split}' split has no labelled points to evaluate on")
+    scenes = sum(len(p["scenes"]) for p in loaded)
+    return _write_metrics(project, round_index, folder, split, confusion, scenes, steps.pop())
+
+
+def _write_metrics(project: Project, round_index: int | None, folder: Path, split: str, confusion: np.ndarray,
+                   scenes: int, step: int) -> dict[str, Any]:
+    config = project.config
     labelled, total = labelled_share(project, round_index)
     metrics = summarize(confusion, config.classes)
     metrics.update(
         split=split,
         round=round_index,
-        scenes=len(names),
+        scenes=scenes,
         labelled_points=labelled,
         labelled_percent=100.0 * labelled / total if total else 0.0,
         confusion=confusion.tolist(),
-        checkpoint_step=state["step"],
+        checkpoint_step=step,
     )
     path = folder / METRICS_FILE
     existing = _read_metrics(path)
