@@ -103,18 +103,31 @@ class ProjectConfig:
         if not (isinstance(ignore, int) and not isinstance(ignore, bool) and ignore < 0):
             raise PcalError(f"{where}: 'ignore' must be a negative integer")
         regions = data.get("regions") or {}
-        if not (isinstance(regions, dict) and isinstance(regions.get("kind", "supervoxel"), str)):
-            raise PcalError(f"{where}: 'regions' must be a mapping with a 'kind'")
+        if not (isinstance(regions, dict) and isinstance(regions.get("kind", "supervoxel"), str)
+                and isinstance(regions.get("params") or {}, dict)):
+            raise PcalError(f"{where}: 'regions' must be a mapping with a 'kind' and a 'params' mapping")
+        grid = data.get("grid")
+        if grid is not None and not (isinstance(grid, (int, float)) and not isinstance(grid, bool) and grid > 0):
+            raise PcalError(f"{where}: 'grid' must be a positive number (metres) or null")
+        indoor = data.get("indoor", True)
+        if not isinstance(indoor, bool):
+            raise PcalError(f"{where}: 'indoor' must be true or false")
+        if not isinstance(data.get("source") or {}, dict):
+            raise PcalError(f"{where}: 'source' must be a mapping")
+        listed = [n for names in splits.values() for n in names]
+        if len(set(listed)) != len(listed):
+            twice = sorted({n for n in listed if listed.count(n) > 1})
+            raise PcalError(f"{where}: scene(s) listed more than once across the splits: {', '.join(twice[:5])}")
         return cls(
             dataset=str(data["dataset"]),
             classes=list(classes),
             colors=[list(map(int, c)) for c in colors],
             splits={s: list(v) for s, v in splits.items()},
             ignore=ignore,
-            indoor=bool(data.get("indoor", True)),
+            indoor=indoor,
             channels=list(channels),
             voxel_size=float(voxel),
-            grid=None if data.get("grid") is None else float(data["grid"]),
+            grid=None if grid is None else float(grid),
             regions=RegionSettings(kind=regions.get("kind", "supervoxel"), params=dict(regions.get("params") or {})),
             source=dict(data.get("source") or {}),
             pcal_version=str(data.get("pcal_version", "")),

@@ -141,6 +141,7 @@ def commit_labels(
     previous = new_round - 1 if new_round > 0 else None
     if previous is not None and not project.round_dir(previous).is_dir():
         raise PcalError(f"round {previous} does not exist, cannot create round {new_round}")
+    read_ledger(project)  # a damaged ledger is refused before anything is written
     train = project.scenes("train")
     unknown = sorted(set(updates) - set(train))
     if unknown:

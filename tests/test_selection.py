@@ -10,6 +10,7 @@ import torch
 
 import pcal_cli.selection.topk as topk_module
 from pcal_cli.errors import PcalError
+from pcal_cli.jopro.select import jopro_select
 from pcal_cli.selection import SELECTORS, diversity_select, fds_select, get_selector, kcenter_greedy, parse_budget, select_topk
 from pcal_cli.selection.topk import rank_descending, walk_budget, walk_budget_loop
 
@@ -186,13 +187,14 @@ def test_budget_points() -> None:
 
 def test_selector_registry() -> None:
     assert {name: spec.select for name, spec in SELECTORS.items()} == {
-        "topk": select_topk, "kcenter": kcenter_greedy, "diversity": diversity_select, "fds": fds_select}
+        "topk": select_topk, "kcenter": kcenter_greedy, "diversity": diversity_select, "fds": fds_select,
+        "jopro": jopro_select}
     assert get_selector(" TopK ").select is select_topk
     assert get_selector("diversity").needs_features and not get_selector("topk").needs_features
     assert get_selector("diversity").default_options(indoor=False)["clusters"] == 150
     with pytest.raises(PcalError) as info:
         get_selector("badge")
-    assert "diversity, fds, kcenter, topk" in str(info.value) and "\n" not in str(info.value)
+    assert "diversity, fds, jopro, kcenter, topk" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_top_per_group_takes_the_best_of_each_group_with_ties_by_row() -> None:

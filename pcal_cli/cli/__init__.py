@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from pcal_cli import __version__
 from pcal_cli.cli import check, compare, loop, prepare, report, train
@@ -60,15 +61,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=argv, prog_name="pcal", standalone_mode=False)
     except PcalError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         err.print("aborted")
         sys.exit(130)
     except Exception as exc:
-        if not (hasattr(exc, "show") and hasattr(exc, "exit_code")):  # click-style usage errors
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):  # click-style usage errors
             raise
-        exc.show()
+        command = getattr(getattr(exc, "ctx", None), "command_path", "pcal")
+        err.print(f"[bold red]error:[/] {escape(exc.format_message())} (see '{command} --help')",
+                  highlight=False, markup=True, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")

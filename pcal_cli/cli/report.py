@@ -53,6 +53,8 @@ def report_command(
         "--round", "-r", help="Round for the per-class IoU and --show-queries (default: the last one that has them).",
         show_default=False)] = None,
 ) -> None:
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise PcalError(f"--out {out_dir}: exists and is not a folder")
     paths = _project_paths(ctx, projects, project)
     if len(paths) == 1 and (paths[0] / SETTINGS_FILE).is_file() and not (paths[0] / CONFIG_NAME).is_file():
         folder = paths[0]  # a 'pcal compare' folder: every run in it

@@ -130,6 +130,16 @@ def _check(project: Project, settings: CompareSettings) -> None:
         raise PcalError(f"--seed-method must be random, seedal or method, got '{settings.seed_method}'")
     if evaluation_split(project) is None:
         raise PcalError(f"{project.root}: no test or val split to compare the methods on")
+    from pcal_cli.selection.budget import parse_budget
+    from pcal_cli.training.supervised import check_options, resolve_device
+    from pcal_cli.units import check_unit
+
+    resolve_device(settings.train.device)
+    check_options(settings.train)
+    check_unit(settings.seed_unit)
+    parse_budget(settings.seed_budget)
+    if settings.budget is not None:
+        parse_budget(settings.budget)
 
 
 def _record_settings(folder: Path, settings: CompareSettings) -> None:

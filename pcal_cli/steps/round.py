@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pcal_cli.atomic import write_bytes
+from pcal_cli.errors import PcalError
 from pcal_cli.evaluation.evaluate import METRICS_FILE, evaluate
 from pcal_cli.methods import get_method
 from pcal_cli.project import Project
@@ -52,6 +53,34 @@ def train_and_evaluate(project: Project, round_index: int, options: TrainOptions
         f"{metrics['labelled_percent']:.3f}% labelled")
 
 
+def check_round_settings(project: Project, preset, budget: str, unit: str, cell: float, options: TrainOptions,
+                         scorer_options: dict[str, Any], selector_options: dict[str, Any]) -> None:
+    """Every option of a ``pcal round`` checked before the first file is written."""
+    from pcal_cli.acquisition import get_scorer
+    from pcal_cli.geometry.grid import check_size
+    from pcal_cli.options import resolve_options
+    from pcal_cli.selection.budget import parse_budget
+    from pcal_cli.training.supervised import check_options, resolve_device
+    from pcal_cli.units import check_unit
+
+    check_unit(unit)
+    if unit == "cell":
+        check_size(cell, "--cell")
+    parsed = parse_budget(budget)
+    if parsed.kind == "per_scene" and preset.selector != "topk":
+        raise PcalError(f"a per-scene budget works with top-k selection only, not {preset.selector}")
+    resolve_device(options.device)
+    resolved = replace(options, semi=options.semi or preset.semi, reg=options.reg or preset.reg,
+                       init=None if options.init == "wsegpc" else options.init)
+    check_options(resolved)
+    if resolved.init is not None and not Path(resolved.init).is_file():
+        raise PcalError(f"--init {resolved.init}: no such checkpoint")
+    scorer, selector = get_scorer(preset.scorer), get_selector(preset.selector)
+    resolve_options(scorer.default_options(project.config.indoor), scorer_options, f"scorer '{scorer.name}'")
+    resolve_options(selector.default_options(project.config.indoor), selector_options,
+                    f"selector '{selector.name}'")
+
+
 def adopt_init_model(project: Project, round_index: int, options: TrainOptions, say: Say) -> None:
     """A round with no point labels yet (e.g. scene tags only) takes the ``--init`` network as its
     model, so point-level active learning starts from it (``--method hpal --init wsegpc``)."""
@@ -64,7 +93,6 @@ def adopt_init_model(project: Project, round_index: int, options: TrainOptions, 
 
 def wsegpc_model(project: Project):
     """The network WSegPC trained last (stage 3, else stage 2) for ``--init wsegpc``."""
-    from pcal_cli.errors import PcalError
     from pcal_cli.steps.wsegpc import WSEGPC_DIR
 
     for stage in ("stage3", "stage2"):
@@ -98,7 +126,9 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
         options = replace(options, warm_start=preset.warm_start)
     indoor = project.config.indoor
     budget = budget or preset.round_budget(indoor)
-    get_selector(preset.selector)  # unknown names fail before any work
+    check_round_settings(project, preset, budget, unit or preset.unit, cell, options,
+                         {**preset.scorer_options, **(scorer_options or {})},
+                         {**preset.selector_options, **(selector_options or {})})
     if options.init == "wsegpc":
         options = replace(options, init=str(wsegpc_model(project)))
     if preset.name == "wsegpc":

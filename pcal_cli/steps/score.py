@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from pcal_cli.acquisition.segment_entropy import segment_entropy
 from pcal_cli.acquisition.uncertainty import random_scores
 from pcal_cli.atomic import atomic_open, write_json
 from pcal_cli.errors import PcalError
+from pcal_cli.geometry.grid import check_size
 from pcal_cli.options import resolve_options
 from pcal_cli.project import Project
 from pcal_cli.rounds import UNKNOWN, load_labels, read_json, run_dir
@@ -102,6 +104,10 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
         raise PcalError(f"--keep must be at least 1, got {settings.keep}")
     if settings.aggregate not in AGGREGATES:
         raise PcalError(f"unknown aggregate '{settings.aggregate}' (choose from {', '.join(AGGREGATES)})")
+    if settings.unit == "cell":
+        check_size(settings.cell, "--cell")
+    todo = shard_scenes(project.scenes("train"), parse_shard(shard))  # bad shards fail before any write
+    torch_device = resolve_device(device)
     folder = scores_dir(project, round_index)
     config_path = folder / "config.json"
     state = load_checkpoint(run_dir(project, round_index) / MODEL_FILE)
@@ -117,13 +123,11 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
                 old.unlink()
     write_json(config_path, wanted)
 
-    torch_device = resolve_device(device)
     model = model_from_checkpoint(state, torch_device)
     ckpt = state["config"]
     round_state = (prepare_fms(project, round_index, folder, model, ckpt, options, settings.seed, torch_device)
                    if spec.round_state else {})
     names = project.scenes("train")
-    todo = shard_scenes(names, parse_shard(shard))
     done_now = 0
     for done, name in enumerate(todo, start=1):
         path = folder / f"{name}.npz"
@@ -225,7 +229,13 @@ def load_scores(project: Project, round_index: int) -> tuple[dict, dict[str, dic
                         f"(first: {missing[0]}); run 'pcal score' (every shard) first")
     arrays = {}
     for name in names:
-        with np.load(folder / f"{name}.npz", allow_pickle=False) as data:
-            arrays[name] = {k: data[k] for k in data.files}
+        try:
+            with np.load(folder / f"{name}.npz", allow_pickle=False) as data:
+                arrays[name] = {k: data[k] for k in data.files}
+        except (OSError, ValueError, zipfile.BadZipFile):
+            raise PcalError(f"{folder / (name + '.npz')}: damaged score file; delete it and run 'pcal score' "
+                            "again") from None
+        if not {"units", "scores", "costs"} <= set(arrays[name]):
+            raise PcalError(f"{folder / (name + '.npz')}: not a pcal score file; delete it and score again")
     return config, arrays
 

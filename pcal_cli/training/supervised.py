@@ -206,6 +206,9 @@ def train(project: Project, round_index: int | None, options: TrainOptions, *, r
     else:
         scenes = load_training_scenes(project, round_index)
     config = project.config
+    if max(len(item[0]) for item in scenes) < 2:
+        raise PcalError(f"{project.root}: every training scene has a single point; a training batch needs at "
+                        "least two voxels (batch normalisation)")
     steps = options.steps
     if options.epochs is not None:
         steps = max(1, math.ceil(options.epochs * len(scenes) / options.batch_size))
