@@ -861,19 +861,26 @@ class FaultHarness:
         return result
 
     def rerun_finished(self, name: str) -> KillResult:
-        """Run step ``name`` again on a copy of its finished reference: what a kill that lands
-        after the last write (while the command prints or exits) leaves to the rerun."""
+        """Run step ``name`` to completion on a fresh copy of its starting state, then run it
+        again: what a kill that lands after the last write (while the command prints or exits)
+        leaves to the rerun. (Not on a copy of the reference: some files name their project's
+        folder, which a copy changes.)"""
         step = STEPS[name]
         ref = self.reference(name)
         folder = self.workdir / name / "after-the-end"
         if folder.exists():
             shutil.rmtree(folder)
+        folder.mkdir(parents=True)
         project = folder / "p"
-        shutil.copytree(ref.result, project, symlinks=True)
+        if ref.base.exists():
+            shutil.copytree(ref.base, project, symlinks=True)
+        first = self._run(step.argv(project), project)
+        if first.rc != 0:
+            raise RuntimeError(f"the uninterrupted run of {name} failed ({first.rc}): {first.stderr.strip()[-800:]}")
         again = step.argv(project, step.resume_extra)
         resume = in_process(again, self.env) if self.inprocess else pcal_command(*again)
         result = _finish(pcal_command(*step.argv(project)), project, self.env, resume, ref.files, self.timeout,
-                         "after the end", False, False, 0.0)
+                         "after the end", False, True, first.duration)
         if not self.keep and not result.failed:
             shutil.rmtree(folder, ignore_errors=True)
         return result

@@ -19,7 +19,6 @@ scoring read only label files, never the ground truth stored in the PLYs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from pcal_cli.atomic import TMP_SUFFIX, fsync_dir, write_json, write_npy, write_text
+from pcal_cli.atomic import TMP_SUFFIX, fsync_dir, sha256_file, write_json, write_npy, write_text
 from pcal_cli.errors import PcalError
 from pcal_cli.project import Project
 
@@ -197,15 +196,6 @@ def commit_labels(
         raise
     sync_ledger(project)
     return LabelCommit(new_round, record["points_added"], added)
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, streamed in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest_files(folder: Path) -> list[Path]:

@@ -14,7 +14,8 @@ import pytest
 from plyfile import PlyData, PlyElement
 
 from pcal_cli.annotation import NOT_ASKED, QUERY, export_queries, import_labels, query_points
-from pcal_cli.annotation.formats import FLOAT32_EXACT, combine_pid, encode_pid, sha256_file
+from pcal_cli.annotation.formats import FLOAT32_EXACT, combine_pid, encode_pid
+from pcal_cli.atomic import sha256_file
 from pcal_cli.atomic import write_json, write_npy
 from pcal_cli.data.ply import read_ply, write_ply
 from pcal_cli.errors import PcalError

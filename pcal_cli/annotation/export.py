@@ -20,11 +20,10 @@ from pcal_cli.annotation.formats import (
     NOT_ASKED,
     QUERY,
     pid_columns,
-    sha256_file,
     write_label_las,
     write_label_ply,
 )
-from pcal_cli.atomic import write_json
+from pcal_cli.atomic import sha256_file, write_json
 from pcal_cli.data.ply import read_ply
 from pcal_cli.data.scene import Scene
 from pcal_cli.errors import PcalError
@@ -33,6 +32,7 @@ from pcal_cli.rounds import QUERIES_FILE, load_labels, read_json
 from pcal_cli.units import DEFAULT_CELL, check_unit, query_mask, unit_ids
 
 MANIFEST = "manifest.json"
+EXPORT_MARKER = ".pcal-export.json"  # written first, so an interrupted export can be re-run
 MANIFEST_KIND = "pcal-labelling"
 
 
@@ -145,7 +145,12 @@ def export_queries(
             raise PcalError(f"predictions for scene {name}: expected class ids 0..{config.num_classes - 1}")
         todo.append((name, q, pred, score))
 
+    if not todo:
+        raise PcalError(f"round {round_index}: no point left to label (every queried point is known)")
     entries: dict[str, dict[str, Any]] = {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / EXPORT_MARKER, {"project": str(project.root.resolve()), "round": round_index,
+                                         "format": fmt})
     for name, q, pred, score in todo:
         path = out_dir / f"{name}.{fmt}"
         fields = _write_scene(path, fmt, queries["unit"], q, pred, score)
@@ -177,6 +182,7 @@ def export_queries(
         "scenes": entries,
     }
     write_json(out_dir / MANIFEST, manifest)
+    (out_dir / EXPORT_MARKER).unlink(missing_ok=True)  # the manifest now says what the folder is
     return manifest
 
 
@@ -224,6 +230,8 @@ def _check_out_dir(project: Project, round_index: int, fmt: str, out_dir: Path) 
     if not out_dir.is_dir():
         raise PcalError(f"{out_dir}: not a folder")
     manifest_path = out_dir / MANIFEST
+    if not manifest_path.is_file() and (out_dir / EXPORT_MARKER).is_file():
+        manifest_path = out_dir / EXPORT_MARKER  # an export interrupted before its manifest
     if manifest_path.is_file():
         old = read_json(manifest_path, "labelling manifest")
         same = (old.get("project") == str(project.root.resolve()) and old.get("round") == round_index

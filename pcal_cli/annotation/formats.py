@@ -22,7 +22,6 @@ every exported integer field stays below that bound.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,15 +116,6 @@ def write_label_las(path: Path, xyz: np.ndarray, classification: np.ndarray, rgb
         las[name] = values.astype(kind)
     with atomic_open(path, "wb") as handle:
         las.write(handle, do_compress=False)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # -- reading -------------------------------------------------------------------------------------

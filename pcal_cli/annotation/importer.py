@@ -23,11 +23,11 @@ from pcal_cli.annotation.formats import (
     QUERY,
     LabelFile,
     read_label_file,
-    sha256_file,
 )
+from pcal_cli.atomic import sha256_file
 from pcal_cli.errors import PcalError
 from pcal_cli.project import Project
-from pcal_cli.rounds import LabelCommit, commit_labels, read_json
+from pcal_cli.rounds import LABELLING_FILE, LabelCommit, commit_labels, read_json, sync_ledger
 
 TOLERANCE = 1e-3
 """Nearest-point matching radius (metres) when a file has no usable ``pid``."""
@@ -69,6 +69,16 @@ def import_labels(
     in_dir = Path(in_dir)
     if not in_dir.is_dir():
         raise PcalError(f"{in_dir}: no such folder")
+    done = project.round_dir(round_index + 1) / LABELLING_FILE
+    if done.is_file():  # a rerun: the same files imported already make it a no-op
+        record = read_json(done, "labelling record")
+        previous = record.get("import", {}).get("files", {})
+        same = record.get("source") == "import" and bool(previous) and all(
+            (in_dir / Path(e["file"]).name).is_file() and sha256_file(in_dir / Path(e["file"]).name) == e["sha256"]
+            for e in previous.values())
+        if same:
+            sync_ledger(project)
+            return LabelCommit(round_index + 1, 0, {}, skipped=True)
     queries = load_queries(project, round_index)
     manifest = _read_manifest(project, round_index, in_dir)
     files = _scene_files(in_dir, project, queries, manifest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -56,8 +57,14 @@ check.register(app)
 report.register(app)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (e.g. a stale lock taken over) as one plain line on stderr."""
+    err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors end as one line on stderr and exit code 2, never a traceback."""
+    warnings.showwarning = _show_warning
     try:
         code = app(args=argv, prog_name="pcal", standalone_mode=False)
     except PcalError as exc:

@@ -19,7 +19,7 @@ from pcal_cli.options import parse_pairs
 from pcal_cli.project import Project
 from pcal_cli.rounds import latest_round, read_json, resolve_round
 from pcal_cli.selection import SELECTORS
-from pcal_cli.steps.label import oracle_round
+from pcal_cli.steps.label import oracle_round, oracle_target
 from pcal_cli.steps.round import run_rounds
 from pcal_cli.steps.score import ScoreSettings, score_round
 from pcal_cli.steps.seed import SEED_FILE, SEED_METHODS, seed_round
@@ -221,7 +221,7 @@ def label_command(
             commit = oracle_tags(proj)
         out.print(f"round {commit.round}: {len(commit.scenes)} scene(s) tagged by the oracle (0 points)")
         return
-    target = resolve_round(proj, round_index)
+    target = resolve_round(proj, round_index) if round_index is not None else oracle_target(proj, latest_round(proj))
     with proj.lock("label --oracle"):
         commit = oracle_round(proj, target)
     if commit.skipped:

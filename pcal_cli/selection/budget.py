@@ -71,6 +71,8 @@ class Budget:
 def parse_budget(text: str) -> Budget:
     """Parse ``"3%"``, ``"20000"`` or ``"20/scene"``; :class:`PcalError` (one line) otherwise."""
     raw = str(text).strip().lower().replace("_", "")
+    if len(raw) > 40:
+        raise PcalError(f"cannot read budget {text[:20]!r}...: too long; {_HELP}")
     if m := _PERCENT.fullmatch(raw):
         value = Decimal(m.group(1))
         if not 0 < value <= 100:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pcal_cli.annotation.export import load_queries, query_scenes
 from pcal_cli.project import Project
-from pcal_cli.rounds import LabelCommit, commit_labels
+from pcal_cli.rounds import LABELLING_FILE, QUERIES_FILE, LabelCommit, commit_labels, read_json, sync_ledger
 from pcal_cli.steps.pool import reveal
 
 
@@ -12,6 +12,7 @@ def oracle_round(project: Project, round_index: int) -> LabelCommit:
     """Create round ``round_index + 1`` with the queried units' ground truth revealed."""
     new_round = round_index + 1
     if project.round_dir(new_round).exists():
+        sync_ledger(project)  # a run killed between the round's rename and the ledger update
         return LabelCommit(new_round, 0, {}, skipped=True)
     queries = load_queries(project, round_index)
     updates, units = {}, {}
@@ -22,3 +23,14 @@ def oracle_round(project: Project, round_index: int) -> LabelCommit:
         units[name] = len(asked.units)
     return commit_labels(project, new_round, updates, source="oracle", unit=queries["unit"], units=units,
                          details={"queries_round": round_index, "spent_points": queries["spent_points"]})
+
+
+def oracle_target(project: Project, latest: int) -> int:
+    """The round whose queries ``pcal label --oracle`` answers when no ``--round`` is given: the
+    latest round, or the one before when the latest was made by answering it (a rerun)."""
+    folder = project.round_dir(latest)
+    if latest > 0 and not (folder / QUERIES_FILE).is_file() and (folder / LABELLING_FILE).is_file():
+        record = read_json(folder / LABELLING_FILE, "labelling record")
+        if record.get("source") in ("oracle", "import") and record.get("round") == latest:
+            return latest - 1
+    return latest

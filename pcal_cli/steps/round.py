@@ -11,7 +11,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from pcal_cli.atomic import write_bytes
+from pcal_cli.atomic import write_bytes, write_json
 from pcal_cli.errors import PcalError
 from pcal_cli.evaluation.evaluate import METRICS_FILE, evaluate
 from pcal_cli.methods import get_method
@@ -26,6 +26,7 @@ from pcal_cli.training.supervised import MODEL_FILE, TrainOptions, train
 from pcal_cli.units import DEFAULT_CELL
 
 Say = Callable[[str], None]
+PLAN_FILE = "round_plan.json"
 
 
 def evaluation_split(project: Project) -> str | None:
@@ -152,7 +153,8 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
                              features=get_selector(preset.selector).needs_features, keep=preset.keep,
                              options={**preset.scorer_options, **(scorer_options or {})})
     chosen_selector_options = {**preset.selector_options, **(selector_options or {})}
-    for _ in range(rounds):
+    target = round_plan(project, method, rounds, budget, settings.unit)
+    while latest_round(project) < target:
         current = latest_round(project)
         adopt_init_model(project, current, options, say)
         train_and_evaluate(project, current, options, say, on_step)
@@ -170,4 +172,20 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
     current = latest_round(project)
     if final:
         train_and_evaluate(project, current, options, say, on_step)
+    write_json(project.root / PLAN_FILE, {**read_json(project.root / PLAN_FILE, "round plan"), "done": True})
     return current
+
+
+def round_plan(project: Project, method: str, rounds: int, budget: str, unit: str) -> int:
+    """The round ``pcal round`` runs up to. A plan (``round_plan.json``) is written when a run
+    starts and marked done at its end; a rerun with the same method, rounds, budget and unit
+    after an interruption continues that plan instead of adding ``rounds`` more."""
+    path = project.root / PLAN_FILE
+    wanted = {"method": method, "rounds": rounds, "budget": budget, "unit": unit}
+    if path.is_file():
+        plan = read_json(path, "round plan")
+        if not plan.get("done") and {k: plan.get(k) for k in wanted} == wanted:
+            return int(plan["target"])
+    target = latest_round(project) + rounds
+    write_json(path, {**wanted, "start": latest_round(project), "target": target, "done": False})
+    return target

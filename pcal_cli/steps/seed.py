@@ -12,7 +12,7 @@ import numpy as np
 from pcal_cli.atomic import write_text
 from pcal_cli.errors import PcalError
 from pcal_cli.project import Project
-from pcal_cli.rounds import LabelCommit, commit_labels, read_ledger
+from pcal_cli.rounds import LabelCommit, commit_labels, read_ledger, sync_ledger
 from pcal_cli.selection import select_topk
 from pcal_cli.selection.budget import parse_budget
 from pcal_cli.selection.topk import select_top_per_group
@@ -80,6 +80,7 @@ def seed_round(project: Project, method: str = "random", unit: str | None = None
     check_unit(unit)
     if project.rounds():
         if not force:
+            sync_ledger(project)  # a run killed between the round's rename and the ledger update
             return LabelCommit(0, 0, {}, skipped=True)
         if project.rounds() != [0] or (project.round_dir(0) / "model.pt").exists():
             raise PcalError(f"{project.root}: rounds after the seed exist; --force never deletes labels")
