@@ -10,8 +10,8 @@ are links to the parent's, so no PLY is copied)::
 
 Every run starts from seed k's round 0 (unless ``seed_method`` is ``method``: then each method
 draws its preset's own seed), trains with the same recipe and schedule, and is resumable: a
-finished run (``run.json``) is skipped and an interrupted one continues where it stopped (round
-numbers are absolute: a run interrupted in round k runs the rounds k..``rounds`` that are left).
+finished run (``run.json``) is skipped and an interrupted one continues where it stopped (its
+``round_plan.json`` fixes the round it runs to).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from pcal_cli.errors import PcalError
 from pcal_cli.evaluation.evaluate import METRICS_FILE, evaluate
 from pcal_cli.methods import get_method
 from pcal_cli.project import CONFIG_NAME, Project
-from pcal_cli.rounds import FULL_DIR, latest_round, read_json
+from pcal_cli.rounds import FULL_DIR, read_json
 from pcal_cli.steps.properties import CACHE_DIR
-from pcal_cli.steps.round import evaluation_split, run_rounds
+from pcal_cli.steps.round import PLAN_FILE, evaluation_split, run_rounds
 from pcal_cli.steps.seed import seed_round
 from pcal_cli.training.supervised import TrainOptions, train
 
@@ -104,10 +104,12 @@ def compare(project: Project, settings: CompareSettings, *, say: Say = lambda te
             run = _make_run(project, path)
             if settings.seed_method != "method" and not run.rounds():
                 _copy_seed(compare_dir(project) / "_seed" / f"s{seed}", path)
-            remaining = max(0, settings.rounds - latest_round(run)) if run.rounds() else settings.rounds
-            run_rounds(run, method, rounds=remaining, budget=settings.budget,
-                       options=replace(settings.train, seed=seed), say=lambda text, m=method, s=seed:
-                       say(f"{m} s{s}: {text}"), on_step=on_step)
+            plan = path / PLAN_FILE
+            finished = plan.is_file() and read_json(plan, "round plan").get("done")
+            if not finished:  # a plan left unfinished by an interruption is continued, not restarted
+                run_rounds(run, method, rounds=settings.rounds, budget=settings.budget,
+                           options=replace(settings.train, seed=seed), say=lambda text, m=method, s=seed:
+                           say(f"{m} s{s}: {text}"), on_step=on_step)
             if settings.full_reference:
                 _share_reference(project, path, seed)
             write_json(path / RUN_FILE, {"method": method, "seed": seed, "rounds": settings.rounds})

@@ -16,7 +16,7 @@ from pcal_cli.errors import PcalError
 from pcal_cli.evaluation.evaluate import METRICS_FILE, evaluate
 from pcal_cli.methods import get_method
 from pcal_cli.project import Project
-from pcal_cli.rounds import labelled_counts, latest_round, read_json
+from pcal_cli.rounds import labelled_counts, latest_round, read_json, sync_ledger
 from pcal_cli.selection import get_selector
 from pcal_cli.steps.label import oracle_round
 from pcal_cli.steps.score import ScoreSettings, score_round
@@ -153,6 +153,7 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
                              features=get_selector(preset.selector).needs_features, keep=preset.keep,
                              options={**preset.scorer_options, **(scorer_options or {})})
     chosen_selector_options = {**preset.selector_options, **(selector_options or {})}
+    sync_ledger(project)  # a labelling killed before its ledger update is recorded now
     target = round_plan(project, method, rounds, budget, settings.unit)
     while latest_round(project) < target:
         current = latest_round(project)
