@@ -12,6 +12,9 @@ by EMA (parameters and batch-norm statistics).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 
@@ -33,23 +36,46 @@ def point_outputs(model: torch.nn.Module, items: list[Voxelized],
     return logits[rows], features[rows]
 
 
-def teacher_student_step(model: torch.nn.Module, teacher: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                         scenes: list, options, config, step: int, device: torch.device) -> float:
-    """One optimiser step of the student and one EMA update of the teacher; returns the loss."""
+@dataclass
+class TwoViews:
+    """One step's batch seen twice: ``student`` (augmented) and ``teacher`` (clean) voxelisations of
+    the same cropped points, their known ``labels`` per point, the cropped ``parts`` and the
+    ``picked`` scene indices."""
+
+    student: list[Voxelized] = field(default_factory=list)
+    teacher: list[Voxelized] = field(default_factory=list)
+    labels: list[np.ndarray] = field(default_factory=list)
+    parts: list = field(default_factory=list)
+    picked: list[int] = field(default_factory=list)
+
+
+def two_views(scenes: list, options, config, step: int, view: Callable) -> TwoViews:
+    """Draw step ``step``'s scenes (seeded by ``(seed, step)``) and voxelise each crop twice:
+    ``view(xyz, rgb, rng)`` for the student, the clean points for the teacher."""
     rng = np.random.default_rng([options.seed, step])
     torch.manual_seed(options.seed * 1_000_003 + step)
     count = min(options.batch_size, len(scenes))
-    student_items, teacher_items, labels = [], [], []
+    batch = TwoViews()
     for index in rng.choice(len(scenes), size=count, replace=False):
-        scene, known = scenes[index]
+        scene, known = scenes[index][0], scenes[index][1]
         keep = crop(scene.xyz, options.max_points, known, rng)
         part = scene.subset(keep)
-        xyz, rgb = strong_view(part.xyz, part.rgb, rng)
-        student_items.append(voxelize(xyz, point_features(xyz, part, config.channels, rgb=rgb), known[keep],
+        xyz, rgb = view(part.xyz, part.rgb, rng)
+        batch.student.append(voxelize(xyz, point_features(xyz, part, config.channels, rgb=rgb), known[keep],
                                       config.voxel_size, config.num_classes))
-        teacher_items.append(voxelize(part.xyz, point_features(part.xyz, part, config.channels), known[keep],
+        batch.teacher.append(voxelize(part.xyz, point_features(part.xyz, part, config.channels), known[keep],
                                       config.voxel_size, config.num_classes))
-        labels.append(known[keep].astype(np.int64))
+        batch.labels.append(known[keep].astype(np.int64))
+        batch.parts.append(part)
+        batch.picked.append(int(index))
+    return batch
+
+
+def teacher_student_step(model: torch.nn.Module, teacher: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                         scenes: list, options, config, step: int, device: torch.device) -> float:
+    """One optimiser step of the student and one EMA update of the teacher; returns the loss."""
+    batch = two_views(scenes, options, config, step, strong_view)
+    student_items, teacher_items, labels = batch.student, batch.teacher, batch.labels
     target = torch.from_numpy(np.concatenate(labels)).to(device)
     with torch.no_grad():
         teacher.eval()

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from pcal_cli.training.data import augment, collate, crop, point_features, voxelize
 from pcal_cli.training.ema import ema_update, make_teacher
-from pcal_cli.training.mean_teacher import point_outputs, teacher_student_step
+from pcal_cli.training.mean_teacher import point_outputs, teacher_student_step, two_views
 
 CONTRASTIVE_KEEP = 0.99
 TAGS_KEEP = 0.999
@@ -116,20 +116,8 @@ class HybridContrastive(Recipe):
         from pcal_cli.jopro.contrastive import hybrid_contrastive_loss
 
         options = self.options
-        rng = np.random.default_rng([options.seed, step])
-        torch.manual_seed(options.seed * 1_000_003 + step)
-        count = min(options.batch_size, len(scenes))
-        student_items, teacher_items, labels = [], [], []
-        for index in rng.choice(len(scenes), size=count, replace=False):
-            scene, known = scenes[index]
-            keep = crop(scene.xyz, options.max_points, known, rng)
-            part = scene.subset(keep)
-            xyz, rgb = augment(part.xyz, part.rgb, rng)
-            student_items.append(voxelize(xyz, point_features(xyz, part, config.channels, rgb=rgb), known[keep],
-                                          config.voxel_size, config.num_classes))
-            teacher_items.append(voxelize(part.xyz, point_features(part.xyz, part, config.channels), known[keep],
-                                          config.voxel_size, config.num_classes))
-            labels.append(known[keep].astype(np.int64))
+        batch = two_views(scenes, options, config, step, augment)
+        student_items, teacher_items, labels = batch.student, batch.teacher, batch.labels
         target = torch.from_numpy(np.concatenate(labels)).to(device)
         with torch.no_grad():
             self.teacher.eval()
@@ -191,23 +179,12 @@ class SceneTags(Recipe):
         from pcal_cli.weak import mil_loss, pseudo_labels, region_consistency_loss, scene_logits, warmup_weight
 
         options = self.options
-        rng = np.random.default_rng([options.seed, step])
-        torch.manual_seed(options.seed * 1_000_003 + step)
-        count = min(options.batch_size, len(scenes))
-        student_items, teacher_items, labels, tags, batch, regions = [], [], [], [], [], []
-        for b, index in enumerate(rng.choice(len(scenes), size=count, replace=False)):
-            scene, known, scene_tags = scenes[index]
-            keep = crop(scene.xyz, options.max_points, known, rng)
-            part = scene.subset(keep)
-            xyz, rgb = augment(part.xyz, part.rgb, rng)
-            student_items.append(voxelize(xyz, point_features(xyz, part, config.channels, rgb=rgb), known[keep],
-                                          config.voxel_size, config.num_classes))
-            teacher_items.append(voxelize(part.xyz, point_features(part.xyz, part, config.channels), known[keep],
-                                          config.voxel_size, config.num_classes))
-            labels.append(known[keep].astype(np.int64))
-            tags.append(scene_tags)
-            batch.append(np.full(len(keep), b, dtype=np.int64))
-            regions.append(part.region)
+        views = two_views(scenes, options, config, step, augment)
+        student_items, teacher_items, labels = views.student, views.teacher, views.labels
+        count = len(views.picked)
+        tags = [scenes[index][2] for index in views.picked]
+        regions = [part.region for part in views.parts]
+        batch = [np.full(len(part), b, dtype=np.int64) for b, part in enumerate(views.parts)]
         logits, _ = point_outputs(self.model, student_items, device)
         target = torch.from_numpy(np.concatenate(labels)).to(device)
         batch_index = torch.from_numpy(np.concatenate(batch)).to(device)
