@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from pcal_cli.data.scene import Scene
-from pcal_cli.errors import PcalError
+from pcal_cli.errors import PcalError, did_you_mean
 from pcal_cli.geometry.regions import grid_cells
 from pcal_cli.rounds import UNKNOWN
 
@@ -20,7 +20,7 @@ DEFAULT_CELL = 0.25
 
 def check_unit(unit: str) -> str:
     if unit not in UNITS:
-        raise PcalError(f"unknown unit '{unit}' (choose from {', '.join(UNITS)})")
+        raise PcalError(f"unknown unit '{unit}' (choose from {', '.join(UNITS)}){did_you_mean(unit, UNITS)}")
     return unit
 
 

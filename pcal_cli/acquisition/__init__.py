@@ -37,7 +37,7 @@ from pcal_cli.acquisition.mc_dropout import (
 from pcal_cli.acquisition.redal import INDOOR_WEIGHTS, OUTDOOR_WEIGHTS, information_scores
 from pcal_cli.acquisition.segment_entropy import segment_entropy
 from pcal_cli.acquisition.uncertainty import confidence, entropy, margin, random_scores
-from pcal_cli.errors import PcalError
+from pcal_cli.errors import PcalError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,8 @@ def get_scorer(name: str) -> ScorerSpec:
     """The scorer registered as ``name`` (case-insensitive); :class:`PcalError` if unknown."""
     key = name.strip().lower()
     if key not in SCORERS:
-        raise PcalError(f"unknown scorer {name!r}; choose one of: {', '.join(sorted(SCORERS))}")
+        raise PcalError(f"unknown scorer {name!r}; choose one of: {', '.join(sorted(SCORERS))}"
+                        f"{did_you_mean(name, SCORERS)}")
     return SCORERS[key]
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pcal_cli.errors import PcalError
+from pcal_cli.errors import PcalError, did_you_mean
 from pcal_cli.selection.budget import Budget, parse_budget
 from pcal_cli.selection.diversity import DEFAULT_DECAY, INDOOR_CLUSTERS, OUTDOOR_CLUSTERS, diversity_select
 from pcal_cli.jopro.select import jopro_select
@@ -66,7 +66,8 @@ def get_selector(name: str) -> SelectorSpec:
     """The selector registered as ``name`` (case-insensitive); :class:`PcalError` if unknown."""
     key = name.strip().lower()
     if key not in SELECTORS:
-        raise PcalError(f"unknown selector {name!r}; choose one of: {', '.join(sorted(SELECTORS))}")
+        raise PcalError(f"unknown selector {name!r}; choose one of: {', '.join(sorted(SELECTORS))}"
+                        f"{did_you_mean(name, SELECTORS)}")
     return SELECTORS[key]
 
 

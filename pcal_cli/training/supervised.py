@@ -20,7 +20,7 @@ import torch
 from pcal_cli import __version__
 from pcal_cli.data.ply import read_ply
 from pcal_cli.data.scene import Scene
-from pcal_cli.errors import PcalError
+from pcal_cli.errors import PcalError, did_you_mean
 from pcal_cli.models import MODELS, build_model
 from pcal_cli.project import Project
 from pcal_cli.rounds import labelled_scenes, load_labels, run_dir
@@ -92,12 +92,13 @@ def resolve_device(name: str) -> torch.device:
             raise PcalError("--device cuda: no CUDA device is available (this torch build: "
                             f"{torch.__version__}); use --device cpu")
         return torch.device(name)
-    raise PcalError(f"unknown device '{name}' (choose auto, cpu or cuda)")
+    raise PcalError(f"unknown device '{name}' (choose auto, cpu or cuda){did_you_mean(name, ('auto', 'cpu', 'cuda'))}")
 
 
 def check_options(options: TrainOptions) -> None:
     if options.backbone not in MODELS:
-        raise PcalError(f"unknown backbone '{options.backbone}' (choose from {', '.join(MODELS)})")
+        raise PcalError(f"unknown backbone '{options.backbone}' (choose from {', '.join(MODELS)})"
+                        f"{did_you_mean(options.backbone, MODELS)}")
     if options.optimizer not in OPTIMIZERS:
         raise PcalError(f"unknown optimizer '{options.optimizer}' (choose from {', '.join(OPTIMIZERS)})")
     for name in ("cr", "lr", "batch_size", "max_points", "checkpoint_every"):
