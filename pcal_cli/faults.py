@@ -26,6 +26,7 @@ the test suite (``tests/test_fault_injection.py``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -113,10 +114,8 @@ def _kill(child: subprocess.Popen) -> None:
     """SIGKILL the child's process group, only while the child is not reaped (its group id
     cannot have been reused), then reap it."""
     if child.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # the group ended on its own
             os.killpg(child.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     child.wait()
 
 
@@ -590,10 +589,8 @@ def kill_and_resume(command: Sequence[str], project: str | os.PathLike, kill_aft
             if left <= 0:
                 killed = True
                 break
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # still running: poll again
                 child.wait(timeout=min(left, 0.05))
-            except subprocess.TimeoutExpired:
-                pass
     finally:
         at = time.perf_counter() - began
         killed = killed and child.poll() is None

@@ -44,3 +44,22 @@ def pcal(capsys):
 def tree_bytes(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` (relative path -> content), for byte-for-byte comparisons."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def synthetic_project(root: Path, scenes: int, points: int) -> Path:
+    """A tiny prepared synthetic project (small supervoxels) at ``root``, for module fixtures."""
+    from pcal_cli.prepare import PrepareOptions, prepare_project
+
+    prepare_project("synthetic", None, root, {"scenes": scenes, "points": points},
+                    PrepareOptions(regions="supervoxel", region_params={"seed_resolution": 0.8, "min_size": 40}))
+    return root
+
+
+def project_copy(base: Path, tmp_path: Path):
+    """A fresh copy of a module's prepared project, opened."""
+    import shutil
+
+    from pcal_cli.project import Project
+
+    shutil.copytree(base, tmp_path / "p")
+    return Project.open(tmp_path / "p")

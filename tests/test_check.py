@@ -1,24 +1,23 @@
 """`pcal check`: a healthy project passes; each kind of damage is found; --repair is safe."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from pcal_cli.check import PROBLEM, check_project, repair_project
-from pcal_cli.prepare import PrepareOptions, prepare_project
 from pcal_cli.project import Project
 from pcal_cli.steps.round import run_rounds
 from pcal_cli.steps.seed import seed_round
 from pcal_cli.training.supervised import TrainOptions
 
+from conftest import project_copy, synthetic_project
+
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("check") / "p"
-    prepare_project("synthetic", None, root, {"scenes": 4, "points": 1200},
-                    PrepareOptions(regions="supervoxel", region_params={"seed_resolution": 0.8, "min_size": 40}))
+    synthetic_project(root, 4, 1200)
     project = Project.open(root)
     seed_round(project, "random", "region", "10%", seed=0)
     run_rounds(project, "margin", rounds=1, budget="5%", options=TrainOptions(cr=0.125, steps=1, device="cpu"),
@@ -28,8 +27,7 @@ def base(tmp_path_factory):
 
 @pytest.fixture
 def project(base, tmp_path):
-    shutil.copytree(base, tmp_path / "p")
-    return Project.open(tmp_path / "p")
+    return project_copy(base, tmp_path)
 
 
 def _problems(project):

@@ -9,13 +9,12 @@ from rich.console import Console
 from pcal_cli.cli import report as report_cli
 
 from pcal_cli.errors import PcalError
-from pcal_cli.prepare import PrepareOptions, prepare_project
 from pcal_cli.project import Project
 from pcal_cli.rounds import read_json
 from pcal_cli.steps.compare import CompareSettings, compare, run_folder
 from pcal_cli.training.supervised import TrainOptions
 
-from conftest import tree_bytes
+from conftest import project_copy, synthetic_project, tree_bytes
 
 TINY = TrainOptions(cr=0.125, steps=2, batch_size=2, device="cpu")
 
@@ -23,15 +22,13 @@ TINY = TrainOptions(cr=0.125, steps=2, batch_size=2, device="cpu")
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare") / "p"
-    prepare_project("synthetic", None, root, {"scenes": 5, "points": 1500},
-                    PrepareOptions(regions="supervoxel", region_params={"seed_resolution": 0.8, "min_size": 40}))
+    synthetic_project(root, 5, 1500)
     return root
 
 
 @pytest.fixture
 def project(base, tmp_path):
-    shutil.copytree(base, tmp_path / "p")
-    return Project.open(tmp_path / "p")
+    return project_copy(base, tmp_path)
 
 
 def _settings(**kwargs):

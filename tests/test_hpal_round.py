@@ -1,13 +1,11 @@
 """HPAL inside the round engine: teacher-student training, candidates kept per scene, FDS selection."""
 
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from pcal_cli.errors import PcalError
-from pcal_cli.prepare import PrepareOptions, prepare_project
 from pcal_cli.project import Project
 from pcal_cli.rounds import read_json
 from pcal_cli.steps.round import run_rounds
@@ -19,20 +17,20 @@ from pcal_cli.training.supervised import MODEL_FILE, PARTIAL_FILE, TrainOptions,
 
 TS = TrainOptions(cr=0.125, steps=4, batch_size=2, device="cpu", semi="teacher-student", checkpoint_every=2)
 
+from conftest import project_copy, synthetic_project
+
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("hpal") / "p"
-    prepare_project("synthetic", None, root, {"scenes": 5, "points": 1500},
-                    PrepareOptions(regions="supervoxel", region_params={"seed_resolution": 0.8, "min_size": 40}))
+    synthetic_project(root, 5, 1500)
     seed_round(Project.open(root), "random", "point", "2%", seed=0)
     return root
 
 
 @pytest.fixture
 def project(base, tmp_path):
-    shutil.copytree(base, tmp_path / "p")
-    return Project.open(tmp_path / "p")
+    return project_copy(base, tmp_path)
 
 
 def _weights(path):

@@ -1,13 +1,11 @@
 """JoPro inside the round engine: flow + prototypes per round, the jopro selector, contrastive training."""
 
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from pcal_cli.errors import PcalError
-from pcal_cli.prepare import PrepareOptions, prepare_project
 from pcal_cli.project import Project
 from pcal_cli.rounds import read_json
 from pcal_cli.steps.jopro_round import class_sums, combine_prototypes, load_flow
@@ -20,20 +18,20 @@ from pcal_cli.training.supervised import MODEL_FILE, TrainOptions, train
 
 REG = TrainOptions(cr=0.125, steps=4, batch_size=2, device="cpu", reg="hybrid-contrastive", checkpoint_every=2)
 
+from conftest import project_copy, synthetic_project
+
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("jopro") / "p"
-    prepare_project("synthetic", None, root, {"scenes": 5, "points": 1500},
-                    PrepareOptions(regions="supervoxel", region_params={"seed_resolution": 0.8, "min_size": 40}))
+    synthetic_project(root, 5, 1500)
     seed_round(Project.open(root), "random", "point", "3%", seed=0)
     return root
 
 
 @pytest.fixture
 def project(base, tmp_path):
-    shutil.copytree(base, tmp_path / "p")
-    return Project.open(tmp_path / "p")
+    return project_copy(base, tmp_path)
 
 
 def test_prototypes_use_one_side_when_the_other_is_empty():

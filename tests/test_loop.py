@@ -13,7 +13,6 @@ import pytest
 
 from pcal_cli.data.ply import read_ply, write_ply
 from pcal_cli.errors import PcalError
-from pcal_cli.prepare import PrepareOptions, prepare_project
 from pcal_cli.project import Project
 from pcal_cli.rounds import labelled_counts, read_ledger
 from pcal_cli.steps.label import oracle_round
@@ -23,7 +22,7 @@ from pcal_cli.steps.seed import seed_round
 from pcal_cli.steps.select import select_round
 from pcal_cli.training.supervised import TrainOptions, train
 
-from conftest import tree_bytes
+from conftest import project_copy, synthetic_project, tree_bytes
 
 TINY = TrainOptions(cr=0.125, steps=3, batch_size=2, device="cpu")
 
@@ -31,15 +30,13 @@ TINY = TrainOptions(cr=0.125, steps=3, batch_size=2, device="cpu")
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("loop") / "p"
-    prepare_project("synthetic", None, root, {"scenes": 5, "points": 1500},
-                    PrepareOptions(regions="supervoxel", region_params={"seed_resolution": 0.8, "min_size": 40}))
+    synthetic_project(root, 5, 1500)
     return root
 
 
 @pytest.fixture
 def project(base, tmp_path):
-    shutil.copytree(base, tmp_path / "p")
-    return Project.open(tmp_path / "p")
+    return project_copy(base, tmp_path)
 
 
 def _total(project):

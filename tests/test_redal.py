@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -15,8 +14,6 @@ from pcal_cli.errors import PcalError
 from pcal_cli.geometry.point_properties import point_properties
 from pcal_cli.methods import get_method
 from pcal_cli.options import parse_pairs, resolve_options
-from pcal_cli.prepare import PrepareOptions, prepare_project
-from pcal_cli.project import Project
 from pcal_cli.rounds import read_json
 from pcal_cli.selection.diversity import cluster_decay, cluster_regions, diversity_select
 from pcal_cli.steps.properties import properties_path, scene_properties
@@ -24,6 +21,8 @@ from pcal_cli.steps.round import run_rounds
 from pcal_cli.steps.seed import seed_round
 from pcal_cli.steps.select import select_round
 from pcal_cli.training.supervised import TrainOptions
+
+from conftest import project_copy, synthetic_project
 
 
 def test_colour_discontinuity_on_a_colour_edge():
@@ -136,15 +135,13 @@ def test_options_are_typed_and_unknown_names_refused():
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("redal") / "p"
-    prepare_project("synthetic", None, root, {"scenes": 6, "points": 1500},
-                    PrepareOptions(regions="supervoxel", region_params={"seed_resolution": 0.8, "min_size": 40}))
+    synthetic_project(root, 6, 1500)
     return root
 
 
 @pytest.fixture
 def project(base, tmp_path):
-    shutil.copytree(base, tmp_path / "p")
-    return Project.open(tmp_path / "p")
+    return project_copy(base, tmp_path)
 
 
 def test_scene_properties_are_cached_and_refreshed(project):

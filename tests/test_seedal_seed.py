@@ -7,28 +7,25 @@ import numpy as np
 import pytest
 
 from pcal_cli.errors import PcalError
-from pcal_cli.prepare import PrepareOptions, prepare_project
 from pcal_cli.project import Project
 from pcal_cli.rounds import labelled_counts, read_json, read_ledger
 from pcal_cli.steps.round import run_rounds
 from pcal_cli.steps.seed import seed_round
 from pcal_cli.training.supervised import MODEL_FILE, TrainOptions, train
 
-from conftest import tree_bytes
+from conftest import project_copy, synthetic_project, tree_bytes
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("seedal") / "p"
-    prepare_project("synthetic", None, root, {"scenes": 9, "points": 1200},
-                    PrepareOptions(regions="supervoxel", region_params={"seed_resolution": 0.8, "min_size": 40}))
+    synthetic_project(root, 9, 1200)
     return root
 
 
 @pytest.fixture
 def project(base, tmp_path):
-    shutil.copytree(base, tmp_path / "p")
-    return Project.open(tmp_path / "p")
+    return project_copy(base, tmp_path)
 
 
 def test_seedal_seed_labels_whole_scenes_within_the_budget(project, pcal):

@@ -6,7 +6,6 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-import torch
 
 import pcal_cli.selection.topk as topk_module
 from pcal_cli.errors import PcalError

@@ -7,19 +7,19 @@ import pytest
 
 from pcal_cli.errors import PcalError
 from pcal_cli.evaluation.evaluate import evaluate, merge_shards
-from pcal_cli.prepare import PrepareOptions, prepare_project
 from pcal_cli.project import Project
 from pcal_cli.steps.score import ScoreSettings, score_round
 from pcal_cli.steps.seed import seed_round
 from pcal_cli.steps.select import select_round
 from pcal_cli.training.supervised import TrainOptions, train
 
+from conftest import synthetic_project
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards") / "p"
-    prepare_project("synthetic", None, root, {"scenes": 8, "points": 1000},
-                    PrepareOptions(regions="supervoxel", region_params={"seed_resolution": 0.8, "min_size": 40}))
+    synthetic_project(root, 8, 1000)
     project = Project.open(root)
     seed_round(project, "random", "region", "5%", seed=0)
     train(project, 0, TrainOptions(cr=0.125, steps=2, device="cpu"))

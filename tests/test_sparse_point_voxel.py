@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-import pytest
 import torch
 
 import pcal_cli.sparse.nn as spnn

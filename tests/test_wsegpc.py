@@ -1,6 +1,5 @@
 """WSegPC in pcal: tags as labels, the three stages, pseudo-labels apart from the budget, --init."""
 
-import shutil
 
 import numpy as np
 import pytest
@@ -9,8 +8,6 @@ from pcal_cli.check import PROBLEM, check_project
 from pcal_cli.data.ply import read_ply
 from pcal_cli.errors import PcalError
 from pcal_cli.evaluation.report import collect_run
-from pcal_cli.prepare import PrepareOptions, prepare_project
-from pcal_cli.project import Project
 from pcal_cli.rounds import read_ledger
 from pcal_cli.steps.round import run_rounds
 from pcal_cli.steps.tags import load_tags, oracle_tags
@@ -18,7 +15,7 @@ from pcal_cli.steps.wsegpc import pseudo_label_quality, wsegpc_dir
 from pcal_cli.training.checkpoint import load_checkpoint
 from pcal_cli.training.supervised import TrainOptions
 
-from conftest import tree_bytes
+from conftest import project_copy, synthetic_project, tree_bytes
 
 TINY = TrainOptions(cr=0.125, steps=2, batch_size=2, device="cpu", tag_warmup=1)
 
@@ -26,15 +23,13 @@ TINY = TrainOptions(cr=0.125, steps=2, batch_size=2, device="cpu", tag_warmup=1)
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("wsegpc") / "p"
-    prepare_project("synthetic", None, root, {"scenes": 4, "points": 1200},
-                    PrepareOptions(regions="supervoxel", region_params={"seed_resolution": 0.8, "min_size": 40}))
+    synthetic_project(root, 4, 1200)
     return root
 
 
 @pytest.fixture
 def project(base, tmp_path):
-    shutil.copytree(base, tmp_path / "p")
-    return Project.open(tmp_path / "p")
+    return project_copy(base, tmp_path)
 
 
 def test_oracle_tags_are_class_presence_and_cost_no_points(project, pcal):
