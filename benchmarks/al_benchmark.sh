@@ -7,7 +7,7 @@
 #
 # cpu profile (2 cores, about an hour per dataset): MinkUNet cr 0.25, 4-5 cm grid, 150 steps per
 # round, 3 seeds, 4 rounds. gpu profile: cr 1.0, 2 cm grid, 3000 steps per round, 3 seeds, 5 rounds.
-# Environment: METHODS (default random,margin,redal,hpal,jopro), SEEDS, ROUNDS, DATA (../shared/data),
+# Environment: METHODS (default random,margin,redal,hpal,jopro), SEEDS, ROUNDS, STEPS, DATA (../shared/data),
 # DATASETS (default "synthetic scannet ign").
 set -euo pipefail
 out="${1:-bench_al}"
@@ -16,9 +16,9 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 data="${DATA:-$here/../shared/data}"
 methods="${METHODS:-random,margin,redal,hpal,jopro}"
 if [ "$profile" = gpu ]; then
-    train=(--cr 1.0 --steps 3000 --device cuda); grid=0.02; seeds="${SEEDS:-3}"; rounds="${ROUNDS:-5}"
+    train=(--cr 1.0 --steps "${STEPS:-3000}" --device cuda); grid=0.02; seeds="${SEEDS:-3}"; rounds="${ROUNDS:-5}"
 else
-    train=(--cr 0.25 --steps 150 --lr 0.01 --device cpu); grid=0.05; seeds="${SEEDS:-3}"; rounds="${ROUNDS:-4}"
+    train=(--cr 0.25 --steps "${STEPS:-150}" --lr 0.01 --device cpu); grid=0.05; seeds="${SEEDS:-3}"; rounds="${ROUNDS:-4}"
 fi
 mkdir -p "$out"
 # Budgets are the same for every method (points per round), so the curves compare at equal cost.

@@ -21,6 +21,7 @@ import itertools
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -45,7 +46,8 @@ def run_one(args: tuple) -> str:
     from pcal_cli.steps.seed import seed_round
     from pcal_cli.training.supervised import TrainOptions
 
-    name = f"{method}_s{seed}" if opts["seed_method"] == "random" else f"{method}+{opts['seed_method']}_s{seed}"
+    stem = method if opts["seed_method"] == "random" else f"{method}+{opts['seed_method']}"
+    name = f"{stem}{opts['tag']}_s{seed}"
     run = Path(out) / unit / name
     if not run.exists():
         shutil.copytree(base, run.with_suffix(".tmp"))
@@ -56,6 +58,8 @@ def run_one(args: tuple) -> str:
     seed_round(project, opts["seed_method"], seed_unit, opts["seed_budget"], seed=seed,
                seedal={"device": "cpu"} if opts["seed_method"] == "seedal" else None)
     options = TrainOptions(cr=opts["cr"], steps=opts["steps"], lr=opts["lr"], device="cpu", seed=seed)
+    if opts["reg_weights"]:
+        options = replace(options, reg_weights=opts["reg_weights"])
     scorer_options, selector_options = get_method(method).split_options(
         {k: v for k, v in opts["options"].items() if k in known_options(method)})
     run_rounds(project, method, rounds=opts["rounds"], budget=opts["budget"], unit=unit, options=options,
@@ -112,6 +116,10 @@ def main() -> None:
     parser.add_argument("--seed-method", default="random", help="random | seedal")
     parser.add_argument("--seed-unit", default=None, help="unit of the random seed (default: the run's unit)")
     parser.add_argument("--full", action="store_true", help="also train a full-supervision reference per seed")
+    parser.add_argument("--reg-weights", default=None,
+                        help="A,P,S: weights of the hybrid contrastive regulariser (alignment, point InfoNCE, "
+                             "sub-prototype InfoNCE) for methods that train with it")
+    parser.add_argument("--tag", default="", help="suffix of the run folders (to keep variants apart)")
     parser.add_argument("--option", "-o", action="append", default=[],
                         help="KEY=VALUE scorer/selector option, given to the methods that have it")
     args = parser.parse_args()
@@ -125,7 +133,8 @@ def main() -> None:
                         PrepareOptions(regions="supervoxel"))
     opts = {"seed_budget": args.seed_budget, "budget": args.budget, "rounds": args.rounds, "steps": args.steps,
             "cr": args.cr, "lr": args.lr, "options": parse_pairs(args.option), "seed_method": args.seed_method,
-            "seed_unit": args.seed_unit}
+            "seed_unit": args.seed_unit, "tag": args.tag,
+            "reg_weights": tuple(float(w) for w in args.reg_weights.split(",")) if args.reg_weights else None}
     jobs = [(base, args.out, unit, method, seed, opts)
             for seed, unit, method in itertools.product(range(args.seeds), args.units.split(","),
                                                         args.methods.split(","))]

@@ -4,8 +4,9 @@ Checks, each reported as a row (``ok``, ``warning`` or ``problem``):
 
 - ``config``: ``pcal.yaml`` is valid;
 - ``scenes``: every listed scene file exists and is readable (``quick``: its header only);
-- ``labels``: every round folder is complete (``labelling.json``), every label file is an int16
-  ``.npy`` of its scene's length with ids in range, and matches the checksum its round recorded;
+- ``labels``: every round folder is complete (``labelling.json``), every label file (the sparse
+  ``.npz``, or an int16 ``.npy`` of earlier versions; one per scene) holds its scene's length
+  with ids in range, and matches the checksum its round recorded;
 - ``growth``: labels only grow from round to round and never change class without a relabel;
 - ``ledger``: the ledger's points per round and scene equal what the label files added;
 - ``manifests``: every closed round (one with a later round) has a manifest whose SHA-256 sums
@@ -29,6 +30,7 @@ import numpy as np
 from pcal_cli.atomic import TMP_SUFFIX
 from pcal_cli.data.ply import ply_vertex_count, read_ply
 from pcal_cli.errors import PcalError
+from pcal_cli.label_files import LabelFileError, label_files, read_label_file
 from pcal_cli.project import Project
 from pcal_cli.rounds import (
     LABELLING_FILE,
@@ -95,21 +97,22 @@ def check_project(project: Project, quick: bool = False) -> list[Finding]:
             continue
         checksums = record.get("checksums", {})
         current: dict[str, np.ndarray] = {}
-        for path in sorted(labels_dir(project, index).glob("*.npy")):
-            name = path.stem
+        for name, paths in label_files(labels_dir(project, index)).items():
             where = f"round {index}, {name}"
             if ("train", name) not in sizes:
                 problems.append(f"{where}: labels for a scene that is not a readable training scene")
                 continue
-            if path.name.startswith("."):
-                continue
+            if len(paths) > 1:
+                problems.append(f"{where}: two label files ({', '.join(p.name for p in paths)}); one was "
+                                "added by hand")
+            path = paths[0]
             expected = checksums.get(f"labels/{path.name}")
             if expected is not None and sha256_file(path) != expected:
                 problems.append(f"{where}: the label file changed after it was written (checksum)")
             try:
-                labels = np.load(path, allow_pickle=False)
-            except (ValueError, OSError) as exc:
-                problems.append(f"{where}: unreadable ({str(exc).splitlines()[0][:80]})")
+                labels = read_label_file(path)
+            except LabelFileError as exc:
+                problems.append(f"{where}: unreadable ({str(exc)[:80]})")
                 continue
             if labels.dtype != np.int16 or labels.ndim != 1 or len(labels) != sizes[("train", name)]:
                 problems.append(f"{where}: {labels.dtype} {labels.shape} labels for {sizes[('train', name)]} points")

@@ -290,8 +290,8 @@ def check_invariants(project: str | os.PathLike, settled: bool = True) -> list[s
       checkpoints, PLYs and YAML all parse;
     - a project is complete or absent (``pcal.yaml`` valid, every listed scene present);
     - round folders are numbered 0..N without gaps, each with ``labels/`` and ``labelling.json``;
-    - label files are int16, one per training scene with known points, of the scene's length,
-      ids in -2..C-1;
+    - label files (sparse ``.npz``, or dense int16 ``.npy`` of earlier versions) are one per
+      training scene with known points, of the scene's length, ids in -2..C-1;
     - labels only grow: a label known in round N is known, with the same class, in round N + 1
       (a class may change only in a round imported with ``--allow-relabel``);
     - ``labelling.json`` records the points each scene gained;
@@ -328,6 +328,7 @@ def check_invariants(project: str | os.PathLike, settled: bool = True) -> list[s
 def _check_project(root: Path, settled: bool) -> list[str]:
     from pcal_cli.data.ply import ply_vertex_count
     from pcal_cli.errors import PcalError
+    from pcal_cli.label_files import LabelFileError, label_files, read_label_file
     from pcal_cli.project import Project
 
     project = Project(root)
@@ -369,16 +370,16 @@ def _check_project(root: Path, settled: bool) -> list[str]:
             problems.append(f"{where}: no readable labelling.json (incomplete round)")
             record = None
         current: dict[str, np.ndarray] = {}
-        for path in sorted((folder / "labels").glob("*.npy")):
-            if path.name.startswith("."):
-                continue
-            name = path.stem
+        for name, paths in label_files(folder / "labels").items():
+            path = paths[0]
             if name not in sizes:
                 problems.append(f"{where}: label file for {name}, which is not a training scene")
                 continue
+            if len(paths) > 1:
+                problems.append(f"{where}: {name} has two label files ({', '.join(p.name for p in paths)})")
             try:
-                labels = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as exc:
+                labels = read_label_file(path)
+            except LabelFileError as exc:
                 problems.append(f"{where}: {path.name} unreadable ({exc})")
                 continue
             if labels.dtype != np.int16 or labels.shape != (sizes[name],):

@@ -1,9 +1,11 @@
 """The round engine's files: which files a round holds, how labels grow, the ledger.
 
-    rounds/rNNN/labels/<scene>.npy   labels known in round N (int16): a class id, -1 unknown,
-                                     -2 asked but void (the point has no valid class, e.g.
-                                     unannotated in the ground truth); one file per training
-                                     scene with any asked point
+    rounds/rNNN/labels/<scene>.npz   labels known in round N: a class id, -1 unknown, -2 asked
+                                     but void (the point has no valid class, e.g. unannotated in
+                                     the ground truth); one file per training scene with any
+                                     asked point, stored sparsely (see pcal_cli.label_files;
+                                     rounds of earlier versions hold dense int16 ``.npy`` files,
+                                     still read)
     rounds/rNNN/labelling.json       how round N's labels were obtained (source, unit, counts)
     rounds/rNNN/model.pt             checkpoint trained on those labels
     rounds/rNNN/metrics.json         evaluation of model.pt, keyed by split
@@ -28,20 +30,21 @@ from typing import Any
 
 import numpy as np
 
-from pcal_cli.atomic import TMP_SUFFIX, fsync_dir, sha256_file, write_json, write_npy, write_text
+from pcal_cli.atomic import TMP_SUFFIX, fsync_dir, sha256_file, write_json, write_text
 from pcal_cli.errors import PcalError
+from pcal_cli.label_files import (SUFFIX, UNKNOWN, VOID, LabelFileError, known_count, label_file, label_files,
+                                   read_label_file, write_label_file)
 from pcal_cli.project import Project
 
 FULL_DIR = "full"  # the full-supervision reference: PROJ/full/model.pt
 LABELLING_FILE = "labelling.json"
 MANIFEST_FILE = "manifest.json"
 #: What a closed round's manifest covers (metrics.json is not: evaluations may be added later).
-MANIFEST_PATTERNS = ("labels/*.npy", LABELLING_FILE, "model.pt", "queries.json", "round.json", "scores/*", "tags.json")
+MANIFEST_PATTERNS = ("labels/*.npz", "labels/*.npy", LABELLING_FILE, "model.pt", "queries.json", "round.json",
+                     "scores/*", "tags.json")
 QUERIES_FILE = "queries.json"
 SOURCES = ("seed", "oracle", "import", "pseudo")  # pseudo: machine labels, never budget
 TAGS_FILE = "tags.json"  # scene-level class tags known in a round (WSegPC), carried forward
-UNKNOWN = -1
-VOID = -2  # asked, no valid class: never asked again, never trained on
 
 
 def run_dir(project: Project, round_index: int | None) -> Path:
@@ -71,14 +74,15 @@ def resolve_round(project: Project, round_index: int | None) -> int:
 
 
 def load_labels(project: Project, round_index: int, scene: str, num_points: int) -> np.ndarray:
-    """The labels of ``scene`` known in a round (all -1 when the scene has no label file)."""
-    path = labels_dir(project, round_index) / f"{scene}.npy"
-    if not path.is_file():
-        return np.full(num_points, -1, dtype=np.int16)
+    """The labels of ``scene`` known in a round (all -1 when the scene has no label file), dense
+    int16, from either label file format."""
+    path = label_file(labels_dir(project, round_index), scene)
+    if path is None:
+        return np.full(num_points, UNKNOWN, dtype=np.int16)
     try:
-        labels = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise PcalError(f"{path}: unreadable label file ({str(exc).splitlines()[0]})") from None
+        labels = read_label_file(path)
+    except LabelFileError as exc:
+        raise PcalError(f"{path}: unreadable label file ({exc})") from None
     if labels.shape != (num_points,) or not np.issubdtype(labels.dtype, np.integer):
         raise PcalError(f"{path}: expected {num_points} integer labels, found shape {labels.shape} {labels.dtype}")
     num_classes = project.config.num_classes
@@ -89,8 +93,8 @@ def load_labels(project: Project, round_index: int, scene: str, num_points: int)
 
 def labelled_scenes(project: Project, round_index: int) -> list[str]:
     """Training scenes that have a label file in the round."""
-    folder = labels_dir(project, round_index)
-    return [name for name in project.scenes("train") if (folder / f"{name}.npy").is_file()]
+    found = label_files(labels_dir(project, round_index))
+    return [name for name in project.scenes("train") if name in found]
 
 
 def labelled_counts(project: Project, round_index: int) -> dict[str, int]:
@@ -99,7 +103,11 @@ def labelled_counts(project: Project, round_index: int) -> dict[str, int]:
     folder = labels_dir(project, round_index)
     counts = {}
     for name in labelled_scenes(project, round_index):
-        counts[name] = int((np.load(folder / f"{name}.npy", allow_pickle=False) != UNKNOWN).sum())
+        path = label_file(folder, name)
+        try:
+            counts[name] = known_count(path)
+        except LabelFileError as exc:
+            raise PcalError(f"{path}: unreadable label file ({exc})") from None
     return counts
 
 
@@ -159,8 +167,11 @@ def commit_labels(
             new = updates.get(name)
             old = None
             if name in carried:
-                path = labels_dir(project, previous) / f"{name}.npy"
-                old = np.load(path, allow_pickle=False).astype(np.int16)
+                path = label_file(labels_dir(project, previous), name)
+                try:
+                    old = read_label_file(path).astype(np.int16)
+                except LabelFileError as exc:
+                    raise PcalError(f"{path}: unreadable label file ({exc})") from None
             if new is None:
                 new = old
             new = np.asarray(new).astype(np.int16)
@@ -170,7 +181,7 @@ def commit_labels(
             if gained:
                 added[name] = gained
             if (new != UNKNOWN).any():
-                write_npy(staging / "labels" / f"{name}.npy", new)
+                write_label_file(staging / "labels" / f"{name}{SUFFIX}", new)
         record = {
             "round": new_round,
             "source": source,
@@ -180,7 +191,8 @@ def commit_labels(
                        for name in sorted(set(added) | {n for n, u in (units or {}).items() if u})},
         }
         record.update(details or {})
-        record["checksums"] = {f"labels/{p.name}": sha256_file(p) for p in sorted((staging / "labels").glob("*.npy"))}
+        record["checksums"] = {f"labels/{p.name}": sha256_file(p)
+                               for paths in label_files(staging / "labels").values() for p in paths}
         write_json(staging / LABELLING_FILE, record)
         for file_name, content in (extra_files or {}).items():
             write_json(staging / file_name, content)

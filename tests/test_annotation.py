@@ -16,9 +16,10 @@ from plyfile import PlyData, PlyElement
 from pcal_cli.annotation import NOT_ASKED, QUERY, export_queries, import_labels, query_points
 from pcal_cli.annotation.formats import FLOAT32_EXACT, combine_pid, encode_pid
 from pcal_cli.atomic import sha256_file
-from pcal_cli.atomic import write_json, write_npy
+from pcal_cli.atomic import write_json
 from pcal_cli.data.ply import read_ply, write_ply
 from pcal_cli.errors import PcalError
+from pcal_cli.label_files import write_label_file
 from pcal_cli.prepare import PrepareOptions, prepare_project
 from pcal_cli.project import Project
 from pcal_cli.rounds import load_labels, read_ledger
@@ -50,7 +51,7 @@ def _project(prepared: Path, tmp_path: Path, unit: str = "region", offset: bool 
             scene.offset = np.array([500000.0, 4200000.0, 120.0])
             write_ply(path, scene)
         known = np.where(rng.random(len(scene)) < 0.05, scene.label, -1).astype(np.int16)
-        write_npy(project.round_dir(0) / "labels" / f"{name}.npy", known)
+        write_label_file(project.round_dir(0) / "labels" / f"{name}.npz", known)
         ids = unit_ids(scene, unit)
         if unit == "region":
             # three regions, one of them holding known points (those are not asked again)

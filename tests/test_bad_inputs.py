@@ -22,6 +22,7 @@ import pytest
 from plyfile import PlyData, PlyElement
 
 from pcal_cli.cli import main
+from pcal_cli.label_files import write_label_file
 from pcal_cli.project import LOCK_NAME
 
 from conftest import tree_bytes
@@ -112,9 +113,15 @@ def edit_yaml(root: Path, old: str, new: str) -> None:
 
 def label_file(root: Path, round_index: int = 0) -> Path:
     """The first label file of a round (room_000 or room_001)."""
-    files = sorted((root / PROJ / "rounds" / f"r{round_index:03d}" / "labels").glob("*.npy"))
+    files = sorted((root / PROJ / "rounds" / f"r{round_index:03d}" / "labels").glob("*.npz"))
     assert files, "the round has no label file"
     return files[0]
+
+
+def _legacy_label_file(path: Path, array: np.ndarray) -> None:
+    """Replace a label file with a dense ``.npy`` of earlier versions holding ``array``."""
+    path.unlink()
+    np.save(path.with_suffix(".npy"), array)
 
 
 def untrain(root: Path) -> None:
@@ -203,7 +210,7 @@ def _one_point_project(root: Path) -> None:
     raw_folder(root, lambda p: write_cloud(p, n=1))
     _run("prepare", "folder", root / "raw", "-p", root / PROJ, "--classes", "a,b,c")
     _run("seed", "-p", root / PROJ, "--budget", "1")
-    assert [p.name for p in (root / PROJ / "rounds" / "r000" / "labels").iterdir()] == ["b.npy"]
+    assert [p.name for p in (root / PROJ / "rounds" / "r000" / "labels").iterdir()] == ["b.npz"]
     shutil.rmtree(root / "raw")
 
 
@@ -363,18 +370,18 @@ CASES: list[Case] = [
        ("train", "-p", PROJ, "--steps", "many"), "Invalid value for '--steps'"),
     _c("train-unknown-option", "trained", "an option train does not have (--epoch instead of --epochs)",
        ("train", "-p", PROJ, "--epoch", "2"), "--epoch"),
-    _c("labels-wrong-length", "trained", "rounds/r000/labels/<scene>.npy replaced by a shorter array, then train",
-       ("train", "-p", PROJ, "--cr", "0.125", "--steps", "1", "--device", "cpu"), "expected 1200",
-       lambda r: (untrain(r), np.save(label_file(r), np.zeros(100, dtype=np.int16)))),
-    _c("labels-not-npy", "trained", "a label file that is not a .npy array (garbage bytes), then train",
+    _c("labels-wrong-length", "trained", "rounds/r000/labels/<scene>.npz replaced by the labels of 100 points, "
+       "then train", ("train", "-p", PROJ, "--cr", "0.125", "--steps", "1", "--device", "cpu"), "expected 1200",
+       lambda r: (untrain(r), write_label_file(label_file(r), np.zeros(100, dtype=np.int16)))),
+    _c("labels-not-npy", "trained", "a label file that is not a numpy archive (garbage bytes), then train",
        ("train", "-p", PROJ, "--cr", "0.125", "--steps", "1", "--device", "cpu"), "label file",
        lambda r: (untrain(r), garbage(label_file(r)))),
     _c("labels-class-out-of-range", "trained", "a label file holding class id 99, then train",
        ("train", "-p", PROJ, "--cr", "0.125", "--steps", "1", "--device", "cpu"), "outside",
-       lambda r: (untrain(r), np.save(label_file(r), np.full(1200, 99, dtype=np.int16)))),
-    _c("labels-float", "trained", "a label file of floats, then train",
+       lambda r: (untrain(r), write_label_file(label_file(r), np.full(1200, 99, dtype=np.int16)))),
+    _c("labels-float", "trained", "an old-format label file (dense <scene>.npy) of floats, then train",
        ("train", "-p", PROJ, "--cr", "0.125", "--steps", "1", "--device", "cpu"), "integer",
-       lambda r: (untrain(r), np.save(label_file(r), np.zeros(1200, dtype=np.float32)))),
+       lambda r: (untrain(r), _legacy_label_file(label_file(r), np.zeros(1200, dtype=np.float32)))),
     _c("one-point-scene-train", None, "a scan of a single point, the only labelled scene of round 0, then train",
        ("train", "-p", PROJ, "--cr", "0.125", "--steps", "1", "--device", "cpu"), "", _one_point_project),
     _c("warm-start-other-width", "looped", "train --warm-start with another --cr than the previous round's",
@@ -515,6 +522,19 @@ CASES: list[Case] = [
     _c("report-unknown-scene", "selected", "report --show-queries of a scene that does not exist",
        ("report", "-p", PROJ, "--show-queries", "room_999"), "room_999"),
     _c("report-missing-round", "trained", "report --round 9", ("report", "-p", PROJ, "--round", "9"), "9"),
+    # ---- options added with mixed precision, WSegPC's tag drop and image features, JoPro's oracle seed ----
+    _c("train-unknown-precision", "trained", "train --precision fp8",
+       ("train", "-p", PROJ, "--precision", "fp8", "--device", "cpu"), "unknown --precision"),
+    _c("train-fp16-on-cpu", "trained", "train --precision fp16 on a CPU",
+       ("train", "-p", PROJ, "--precision", "fp16", "--cr", "0.125", "--steps", "1", "--device", "cpu", "--force"),
+       "needs a CUDA device"),
+    _c("train-tag-drop-out-of-range", "trained", "train --tag-drop 2",
+       ("train", "-p", PROJ, "--tag-drop", "2", "--device", "cpu"), "--tag-drop"),
+    _c("train-image-features-supervised", "trained", "train --image-features DIR without a scene-tag recipe",
+       ("train", "-p", PROJ, "--image-features", "feats", "--device", "cpu"), "scene-tag recipes",
+       lambda r: (r / "feats").mkdir()),
+    _c("seed-oracle-balanced-region", "fresh", "seed --method oracle-balanced --unit region",
+       ("seed", "-p", PROJ, "--method", "oracle-balanced", "--unit", "region", "--budget", "1%"), "--unit point"),
 ]
 
 

@@ -66,6 +66,6 @@ def test_compare_methods(tmp_path):
     assert (tmp_path / "cmp" / "compare" / "report" / "learning_curve.png").is_file()
     for run in ("random/s0", "margin/s1"):
         assert Project.open(tmp_path / "cmp" / "compare" / run).rounds() == [0, 1]
-    seeds = [(tmp_path / "cmp" / "compare" / m / "s0" / "rounds" / "r000" / "labels" / "room_000.npy").read_bytes()
+    seeds = [(tmp_path / "cmp" / "compare" / m / "s0" / "rounds" / "r000" / "labels" / "room_000.npz").read_bytes()
              for m in ("random", "margin")]
     assert seeds[0] == seeds[1]  # the same seed set for every method of a seed

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from pcal_cli.faults import FaultHarness, check_invariants, diff_snapshots, snapshot
+from pcal_cli.label_files import read_label_file, write_label_file
 
 SEED = 20261122  # the kill delays are drawn from it: a failing trial names its seed and delay
 TRIALS = {"seed": 2, "train": 1, "score": 1, "select": 2, "label-oracle": 2, "round": 1}
@@ -81,12 +82,12 @@ def _broken(harness, tmp_path, name="label-oracle"):
 def test_the_checker_catches_lost_and_changed_labels(harness, tmp_path):
     project = _broken(harness, tmp_path)
     r0, r1 = project / "rounds" / "r000" / "labels", project / "rounds" / "r001" / "labels"
-    name = next(p.name for p in sorted(r0.glob("*.npy")) if (r1 / p.name).is_file())
-    old, labels = np.load(r0 / name), np.load(r1 / name)
+    name = next(p.name for p in sorted(r0.glob("*.npz")) if (r1 / p.name).is_file())
+    old, labels = read_label_file(r0 / name), read_label_file(r1 / name)
     known = np.flatnonzero(old >= 0)
     labels[known[0]] = -1  # a label of round 0 lost in round 1
     labels[known[1]] = (old[known[1]] + 1) % 13  # and one that changed class
-    np.save(r1 / name, labels)
+    write_label_file(r1 / name, labels)
     problems = check_invariants(project, settled=False)
     assert any("are unknown again" in p for p in problems), problems
     assert any("changed class" in p for p in problems), problems

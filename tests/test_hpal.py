@@ -225,6 +225,99 @@ def test_fds_matches_row_by_row_reference(seed: int, monkeypatch: pytest.MonkeyP
     assert np.array_equal(fds_select(order, scene, xyz, feats, budget, 0.2, 0.5), results[-1])  # deterministic
 
 
+def _fds_by_the_rule(order, scene, xyz, feats, budget, radius, tau):
+    """FDS as the module docstring states it, one row at a time against every accepted row:
+    float64 squared distances, float32 cosines of the float32 unit rows."""
+    f = np.asarray(feats, dtype=np.float32)
+    norm = np.sqrt(np.einsum("ij,ij->i", f, f))
+    live = np.isfinite(norm) & (norm > 0)
+    unit = np.where(live[:, None], f / np.where(live, norm, 1.0)[:, None], 0.0).astype(np.float32)
+    pos = np.asarray(xyz).astype(np.float64)
+    accepted: list[int] = []
+    for row in order:
+        if len(accepted) == budget:
+            break
+        acc = np.array(accepted, dtype=np.int64)
+        near = (scene[acc] == scene[row]) & live[acc] & live[row]
+        near &= np.square(pos[acc] - pos[row]).sum(axis=1) < radius * radius
+        cosine = np.einsum("ij,ij->i", unit[acc[near]], np.repeat(unit[[row]], int(near.sum()), axis=0))
+        if not (cosine > tau).any():
+            accepted.append(int(row))
+    return np.array(accepted, dtype=np.int64)
+
+
+def _fds_instance(seed: int):
+    """Small FDS problems full of edge cases: grid coordinates (pairs exactly at the radius) with
+    some nudged by one unit in the last place either way, duplicate points and feature rows, zero
+    rows, tied scores (ranked by a stable sort), a few scenes, features from one to three
+    prototypes with no, tiny or large noise (cosines far above, near and below ``tau``)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(300, 900))
+    radius = float(rng.choice([0.125, 0.2, 0.25]))
+    step = radius / float(rng.choice([1, 2, 4]))
+    xyz = rng.integers(0, int(rng.integers(4, 12)), size=(n, 3)) * step
+    nudge = rng.random((n, 3)) < 0.15
+    xyz = np.where(nudge, np.nextafter(xyz, np.where(rng.random((n, 3)) < 0.5, -np.inf, np.inf)), xyz)
+    dup = rng.random(n) < 0.1
+    xyz[dup] = xyz[rng.integers(0, n, int(dup.sum()))]
+    dim = int(rng.choice([2, 5, 16]))
+    protos = rng.normal(size=(int(rng.integers(1, 4)), dim))
+    feats = protos[rng.integers(0, len(protos), n)] + float(rng.choice([0.0, 1e-3, 0.3])) * rng.normal(size=(n, dim))
+    same = rng.random(n) < 0.1
+    feats[same] = feats[rng.integers(0, n, int(same.sum()))]
+    feats[rng.random(n) < 0.05] = 0.0
+    if rng.random() < 0.5:
+        xyz = xyz.astype(np.float32)
+    scene = rng.integers(0, int(rng.integers(1, 4)), n)
+    scores = rng.integers(0, 6, n).astype(np.float64)  # many ties
+    order = np.argsort(scores, kind="stable")[: int(rng.integers(n // 2, n + 1))]
+    budget = int(rng.integers(1, n))
+    tau = float(rng.choice([-1.0, 0.0, 0.5, 0.8, 0.95, 0.999]))
+    return order, scene, xyz, feats.astype(np.float32), budget, radius, tau
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_fds_fast_path_is_bit_identical_to_the_rule(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    order, scene, xyz, feats, budget, radius, tau = _fds_instance(seed)
+    expected = _fds_by_the_rule(order, scene, xyz, feats, budget, radius, tau)
+    assert np.array_equal(fds_select(order, scene, xyz, feats, budget, radius, tau), expected)
+    # many small chunks: the accepted-row grid, the angle bounds, the row-by-row finish and the
+    # one-pass summary of every feature row (a long walk) all take part
+    for first, low, high, sweeps in ((16, 8, 64, 32), (7, 3, 29, 0), (64, 64, 64, 1)):
+        monkeypatch.setattr(fds_module, "FIRST_CHUNK", first)
+        monkeypatch.setattr(fds_module, "MIN_CHUNK", low)
+        monkeypatch.setattr(fds_module, "MAX_CHUNK", high)
+        monkeypatch.setattr(fds_module, "SWEEPS", sweeps)
+        got = fds_select(order, scene, xyz, feats, budget, radius, tau)
+        assert np.array_equal(got, expected), (first, low, high, sweeps)
+    # the float32 cosine decides every pair (bounds disabled by a huge error allowance): same result
+    monkeypatch.setattr(fds_module, "ERROR_ULPS", 1e9)
+    assert np.array_equal(fds_select(order, scene, xyz, feats, budget, radius, tau), expected)
+
+
+def test_fds_bounds_decide_most_pairs_of_a_dense_similar_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dense pool of nearly parallel features: the angle bounds settle the pairs, so few float32
+    cosines are computed, and the result is the rule's."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    xyz = rng.random((n, 3)) * 0.6
+    feats = (np.ones(8) + rng.normal(scale=0.05, size=(n, 8))).astype(np.float32)
+    order = rng.permutation(n)
+    computed = []
+    real_unit_of = fds_module._Side.unit_of
+
+    def counting_unit_of(self, index):
+        computed.append(len(index))
+        return real_unit_of(self, index)
+
+    monkeypatch.setattr(fds_module._Side, "unit_of", counting_unit_of)
+    monkeypatch.setattr(fds_module, "FIRST_CHUNK", 256)
+    got = fds_select(order, np.zeros(n, dtype=np.int64), xyz, feats, 500, 0.2, 0.8)
+    monkeypatch.undo()
+    assert np.array_equal(got, _fds_by_the_rule(order, np.zeros(n, dtype=np.int64), xyz, feats, 500, 0.2, 0.8))
+    assert len(got) < 500  # saturated: the whole ranking was walked
+    assert sum(computed) < 0.05 * n  # cosines computed (twice per pair), out of thousands of near pairs
+
 # ---------------------------------------------------------------- EMA
 
 

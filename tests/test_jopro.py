@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import pcal_cli.jopro.fms as fms_module
 from pcal_cli.errors import PcalError
 from pcal_cli.jopro import (
     FeatureFlow,
@@ -195,6 +196,63 @@ def test_fms_is_deterministic_ignores_absent_classes_and_is_scene_relative() -> 
     assert mixing_table(2, draws=5, seed=0).shape == (5, 2)
     with pytest.raises(PcalError):
         fms_scores(flow, f, protos, np.zeros(3, bool))
+
+
+@pytest.mark.parametrize(("dim", "blocks", "hidden"), [(2, 1, 4), (2, 4, 8), (5, 3, 8), (7, 6, 16), (16, 8, 32)])
+def test_folded_flow_is_the_flow(dim: int, blocks: int, hidden: int) -> None:
+    """The folded inference (permutations in the weights, feature-major, tanh via a sigmoid) gives
+    the flow's log-density and logits, to float64 rounding."""
+    flow = _randomised(FeatureFlow(dim, 4, blocks=blocks, hidden=hidden, seed=dim + blocks), seed=blocks).double()
+    x = torch.randn(64, dim, generator=torch.Generator().manual_seed(dim), dtype=torch.float64)
+    with torch.no_grad():
+        logp, logits = flow.log_prob_and_logits(x)
+        folded = fms_module._FoldedFlow(flow)
+        ready = (x * torch.exp(flow.log_scale) + flow.shift * torch.exp(flow.log_scale))[:, folded.input_order]
+        got_logp, got_logits = folded(ready.t().contiguous())
+    assert torch.allclose(got_logp, logp, rtol=1e-12, atol=1e-9)
+    assert torch.allclose(got_logits.t(), logits, rtol=1e-12, atol=1e-9)
+
+
+def _fms_by_the_definition(flow, f, protos, present, scene_of, alphas, draws, seed, renormalise):
+    """FMS as the module docstring states it: every mixture built and passed through the flow."""
+    a = mixing_table(int(present.sum()), alphas, draws=draws, seed=seed).reshape(-1)
+    anchors = np.tile(protos[present], (draws, 1))
+    mixed = (1 - a)[None, :, None] * f[:, None, :] + a[None, :, None] * anchors[None]  # [N, S, D]
+    if renormalise:
+        mixed = mixed / np.maximum(np.linalg.norm(mixed, axis=-1, keepdims=True), 1e-12)
+    with torch.no_grad():
+        logp, logits = flow.log_prob_and_logits(torch.as_tensor(mixed.reshape(-1, f.shape[1])))
+    n, s = mixed.shape[:2]
+    ell = logp.numpy().reshape(n, s) / f.shape[1]
+    q = torch.softmax(logits, dim=1).numpy().reshape(n, s, -1)
+    scene_max = {sc: ell[scene_of == sc].max() for sc in np.unique(scene_of)}
+    density = np.exp(ell - np.array([scene_max[sc] for sc in scene_of])[:, None]).mean(axis=1)
+    top2 = np.sort(q.mean(axis=1), axis=1)[:, -2:]
+    return density * (top2[:, 1] - top2[:, 0]) - q.var(axis=1).mean(axis=1)
+
+
+@pytest.mark.parametrize(("renormalise", "alphas", "draws"), [
+    (True, (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1), 3),
+    (False, (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1), 3),
+    (True, (0.03, 0.3), 4),  # most (coefficient, class) pairs drawn more than once
+])
+def test_fms_scores_follow_the_definition(renormalise: bool, alphas: tuple, draws: int) -> None:
+    rng = np.random.default_rng(4)
+    flow = _randomised(FeatureFlow(12, 5, blocks=6, hidden=16, seed=2), seed=3)
+    for p in flow.parameters():  # keep the densities on a moderate scale
+        p.data.mul_(0.3)
+    f = l2_normalise(rng.normal(size=(90, 12))).astype(np.float32)
+    protos = l2_normalise(rng.normal(size=(5, 12))).astype(np.float32)
+    present = np.array([True, True, False, True, True])
+    scene_of = rng.integers(0, 3, 90)
+    expected = _fms_by_the_definition(flow.double(), f.astype(np.float64), protos.astype(np.float64), present,
+                                      scene_of, alphas, draws, 7, renormalise)
+    flow = flow.float()
+    for batch in (1, 100, 2048):  # one point per chunk, a few, all
+        got = fms_scores(flow, f, protos, present, scene_of, alphas=alphas, draws=draws, seed=7, batch=batch,
+                         renormalise=renormalise)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5)
+    assert np.ptp(expected) > 1e-2  # the scores differ between points: a real comparison
 
 
 # ---------------------------------------------------------------- selection

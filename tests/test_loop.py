@@ -14,7 +14,7 @@ import pytest
 from pcal_cli.data.ply import read_ply, write_ply
 from pcal_cli.errors import PcalError
 from pcal_cli.project import Project
-from pcal_cli.rounds import labelled_counts, read_ledger
+from pcal_cli.rounds import labelled_counts, load_labels, read_ledger
 from pcal_cli.steps.label import oracle_round
 from pcal_cli.steps.round import run_rounds
 from pcal_cli.steps.score import ScoreSettings, score_round
@@ -57,8 +57,8 @@ def test_seed_never_exceeds_the_budget(project, unit):
     commit = seed_round(project, "random", unit, "40%" if unit == "scene" else "5%", seed=3)
     limit = (0.40 if unit == "scene" else 0.05) * 4500
     assert 0 < commit.points <= limit
-    labels = np.load(project.round_dir(0) / "labels" / f"{next(iter(commit.scenes))}.npy")
     truth = read_ply(project.scene_path("train", next(iter(commit.scenes)))).label
+    labels = load_labels(project, 0, next(iter(commit.scenes)), len(truth))
     known = labels >= 0
     np.testing.assert_array_equal(labels[known], truth[known])
 
@@ -70,6 +70,29 @@ def test_seed_is_deterministic_and_skips_existing(project, tmp_path):
     seed_round(project, "random", "region", "5%", seed=4, force=True)
     assert tree_bytes(project.round_dir(0)) == first
     assert len(read_ledger(project)) == len(json.loads((project.round_dir(0) / "labelling.json").read_text())["scenes"])
+
+
+def test_oracle_balanced_seed_takes_a_share_of_every_class_in_every_scene(project):
+    seed_round(project, "oracle-balanced", None, "1%", seed=2)
+    assert json.loads((project.round_dir(0) / "labelling.json").read_text())["unit"] == "point"
+    for name in project.scenes("train"):
+        truth = read_ply(project.scene_path("train", name)).label
+        labels = load_labels(project, 0, name, len(truth))
+        known = labels >= 0
+        np.testing.assert_array_equal(labels[known], truth[known])
+        for label in np.unique(truth[truth >= 0]):
+            assert (labels == label).sum() == max(1, round(0.01 * (truth == label).sum()))
+    first = tree_bytes(project.round_dir(0))
+    seed_round(project, "oracle-balanced", None, "1%", seed=2, force=True)
+    assert tree_bytes(project.round_dir(0)) == first
+
+
+@pytest.mark.parametrize("unit, budget, message", [("region", "1%", "--unit point"),
+                                                   ("point", "100", "percentage")])
+def test_oracle_balanced_seed_rejects_other_units_and_budgets(project, unit, budget, message):
+    with pytest.raises(PcalError, match=message):
+        seed_round(project, "oracle-balanced", unit, budget)
+    assert project.rounds() == []
 
 
 @pytest.mark.parametrize("budget, message", [("200%", "100"), ("abc", "budget"), ("0", "budget"),
@@ -93,7 +116,8 @@ def _one_round(project, scorer="margin", unit="region", budget="3%", selector="t
 ])
 def test_every_scorer_selects_within_budget_and_oracle_grows_labels(project, scorer, unit, selector):
     seed_round(project, "random", "region", "5%", seed=0)
-    before = {n: np.load(project.round_dir(0) / "labels" / f"{n}.npy") for n in labelled_counts(project, 0)}
+    sizes = {n: len(read_ply(project.scene_path("train", n))) for n in project.scenes("train")}
+    before = {n: load_labels(project, 0, n, sizes[n]) for n in labelled_counts(project, 0)}
     budget = "30%" if unit == "scene" else "3%"
     queries = _one_round(project, scorer, unit, budget, selector)
     assert 0 < queries["spent_points"] <= queries["budget_points"]
@@ -101,7 +125,7 @@ def test_every_scorer_selects_within_budget_and_oracle_grows_labels(project, sco
     commit = oracle_round(project, 0)
     assert commit.round == 1 and commit.points == queries["spent_points"]
     for name, old in before.items():
-        new = np.load(project.round_dir(1) / "labels" / f"{name}.npy")
+        new = load_labels(project, 1, name, sizes[name])
         np.testing.assert_array_equal(new[old >= 0], old[old >= 0])  # labels only grow
     ledger = read_ledger(project)
     assert sum(e["points"] for e in ledger) == _total(project)
@@ -226,7 +250,7 @@ def test_round_interrupted_after_select_and_during_label_finishes_the_same(base,
     # what a kill inside the label step leaves: a half-built round folder under its temporary name
     staging = project.rounds_dir / f".r001.{os.getpid() + 1}.tmp"
     (staging / "labels").mkdir(parents=True)
-    (staging / "labels" / "room_000.npy").write_bytes(b"partial")
+    (staging / "labels" / "room_000.npz").write_bytes(b"partial")
     assert project.rounds() == [0]
     run_rounds(project, "margin", rounds=1, budget="3%", options=options, final=False)
     keep = lambda tree: {k: v for k, v in tree.items() if "/labels/" in k or k.endswith("queries.json")}  # noqa: E731

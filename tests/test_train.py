@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from pcal_cli.atomic import write_npy
 from pcal_cli.data.ply import read_ply, write_ply
 from pcal_cli.errors import PcalError
 from pcal_cli.evaluation.metrics import confusion_matrix, iou_per_class, summarize
+from pcal_cli.label_files import read_label_file, write_label_file
 from pcal_cli.prepare import PrepareOptions, prepare_project
 from pcal_cli.project import Project
 from pcal_cli.training.checkpoint import load_checkpoint
@@ -43,7 +43,7 @@ def _label_round(project, round_index=0, fraction=0.05, seed=0):
         labels = np.full(len(scene), -1, dtype=np.int16)
         pick = rng.random(len(scene)) < fraction
         labels[pick] = scene.label[pick]
-        write_npy(project.round_dir(round_index) / "labels" / f"{name}.npy", labels)
+        write_label_file(project.round_dir(round_index) / "labels" / f"{name}.npz", labels)
 
 
 def _weights(path):
@@ -67,7 +67,7 @@ def test_train_reads_round_labels_only_and_is_deterministic(project):
     first = train(project, 0, TrainOptions(**TINY))
     assert not first.skipped and first.steps == 4 and np.isfinite(first.final_loss)
     state = load_checkpoint(first.path)
-    expected = sum(int((np.load(p) >= 0).sum()) for p in (project.round_dir(0) / "labels").glob("*.npy"))
+    expected = sum(int((read_label_file(p) >= 0).sum()) for p in (project.round_dir(0) / "labels").glob("*.npz"))
     assert state["config"]["labelled_points"] == expected
     assert state["config"]["seed"] == 0 and state["config"]["round"] == 0
     weights = _weights(first.path)
@@ -197,3 +197,27 @@ def test_pickled_checkpoint_is_refused(tmp_path):
     torch.save({"format": "pcal-checkpoint-1", "model": {}, "x": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(PcalError, match="not a loadable"):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_bf16_mixed_precision_trains_on_cpu_and_keeps_float32_weights(project):
+    _label_round(project)
+    full = _weights(train(project, 0, TrainOptions(**TINY)).path)
+    mixed = train(project, 0, TrainOptions(**{**TINY, "precision": "bf16"}), force=True)
+    assert np.isfinite(mixed.final_loss)
+    state = load_checkpoint(mixed.path)
+    assert state["config"]["precision"] == "bf16"
+    weights = state["model"]
+    assert all(w.dtype == full[k].dtype for k, w in weights.items())  # checkpoints stay float32
+    assert not _same(full, weights)  # the steps really ran in bfloat16
+    again = _weights(train(project, 0, TrainOptions(**{**TINY, "precision": "bf16"}), force=True).path)
+    assert _same(weights, again)  # and deterministically on a CPU
+
+
+@pytest.mark.parametrize("changes, message", [({"precision": "fp8"}, "unknown --precision 'fp8'"),
+                                              ({"precision": "fp16"}, "needs a CUDA device"),
+                                              ({"precision": "fp16", "semi": "teacher-student"}, "CUDA")])
+def test_precision_errors(project, changes, message):
+    _label_round(project)
+    with pytest.raises(PcalError, match=message):
+        train(project, 0, TrainOptions(**{**TINY, **changes}))
+    assert not (project.round_dir(0) / "model.pt").exists()

@@ -13,8 +13,11 @@ import torch.nn.functional as F
 
 from pcal_cli.errors import PcalError
 from pcal_cli.weak import (
+    CrossModalHeads,
+    ImageFeatures,
     ProjectionHead,
     class_adaptive_threshold,
+    crossmodal_batch_loss,
     crossmodal_infonce,
     mask_absent,
     mil_loss,
@@ -24,6 +27,8 @@ from pcal_cli.weak import (
     region_average,
     region_consistency_loss,
     scene_logits,
+    structural_surfaces,
+    tag_drop,
     tags_from_json,
     tags_from_labels,
     tags_per_point,
@@ -362,3 +367,242 @@ def test_read_point_features(tmp_path: Path) -> None:
                          (tmp_path / "ok.txt", ".npy file")]:
         with pytest.raises(PcalError, match=needle):
             read_point_features(path, 4)
+
+
+# ---------------------------------------------------------------- tag drop
+
+ROOM_CLASSES = ["ceiling", "Floor", "wall", "table", "chair"]
+
+
+def _room(seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """A 4 x 3 x 2.5 m room: floor, ceiling, two walls (x = 0, y = 3), a table top at 0.7 m, chair
+    legs standing on the floor, a lamp hanging 0.3 m under the ceiling and one region-less point."""
+    rng = np.random.default_rng(seed)
+    parts, regions, ids = [], [], {}
+
+    def add(name: str, lo, hi, n: int) -> None:
+        ids[name] = len(ids)
+        parts.append(rng.uniform(lo, hi, (n, 3)))
+        regions.append(np.full(n, ids[name]))
+
+    add("floor_a", (0, 0, 0), (2, 3, 0.02), 60)
+    add("floor_b", (2, 0, 0), (4, 3, 0.02), 60)
+    add("ceiling", (0, 0, 2.48), (4, 3, 2.5), 50)
+    add("wall_x", (0, 0, 0.2), (0.05, 3, 2.3), 40)
+    add("wall_y", (0.3, 2.95, 0.2), (3.7, 3, 2.3), 40)
+    add("table", (1, 1, 0.68), (2, 2, 0.72), 30)
+    add("chair_legs", (3, 1, 0.0), (3.4, 1.4, 0.45), 30)
+    add("lamp", (1.8, 1.4, 2.0), (2.2, 1.6, 2.2), 10)
+    xyz = np.concatenate(parts + [np.array([[0.0, 0.0, 0.0]])]).astype(np.float32)
+    return xyz, np.concatenate(regions + [np.array([-1])]).astype(np.int32), ids
+
+
+def test_structural_surfaces_are_the_regions_on_the_faces() -> None:
+    xyz, region, ids = _room()
+    surfaces = structural_surfaces(xyz, region, ROOM_CLASSES)
+    assert sorted(surfaces) == [0, 1, 2]  # class names match case-insensitively; table/chair are no surface
+    assert surfaces[0].tolist() == [ids["ceiling"]]  # the lamp is 0.3 m below: not on the ceiling
+    assert surfaces[1].tolist() == [ids["floor_a"], ids["floor_b"]]  # the whole floor, not one patch
+    assert surfaces[2].tolist() == [ids["wall_x"], ids["wall_y"]]
+    assert structural_surfaces(xyz, region, ["a", "b", "c", "d", "e"]) == {}  # no structural class: no surface
+    assert structural_surfaces(xyz, np.full(len(xyz), -1), ROOM_CLASSES) == {}
+
+
+def test_tag_drop_removes_exactly_the_surface_and_its_class() -> None:
+    xyz, region, ids = _room()
+    surfaces = structural_surfaces(xyz, region, ROOM_CLASSES)
+    tags = np.array([True, True, True, True, False])
+    known = np.full(len(xyz), -1)
+    keep, out, dropped = tag_drop(tags, region, known, surfaces, 1.0, np.random.default_rng(0))
+    assert dropped == [0, 1, 2] and out.tolist() == [False, False, False, True, False]
+    on_surface = np.isin(region, [ids[k] for k in ("ceiling", "floor_a", "floor_b", "wall_x", "wall_y")])
+    np.testing.assert_array_equal(keep, ~on_surface)  # exactly the surfaces' points; the region-less point stays
+    assert tags.tolist() == [True, True, True, True, False]  # the input is not modified
+
+    untagged = tags.copy()
+    untagged[1] = False  # an untagged structural class is never removed
+    keep, out, dropped = tag_drop(untagged, region, known, surfaces, 1.0, np.random.default_rng(0))
+    assert dropped == [0, 2] and np.isin(region[keep], [ids["floor_a"], ids["floor_b"]]).any()
+
+    veto = known.copy()
+    veto[np.flatnonzero(region == ids["wall_x"])[0]] = 1  # a wall point known to be floor, off the floor surface
+    keep, out, dropped = tag_drop(tags, region, veto, surfaces, 1.0, np.random.default_rng(0))
+    assert dropped == [0, 2] and out[1] and (region[keep] == ids["floor_b"]).any()
+
+
+def test_tag_drop_never_drops_with_zero_probability_and_is_reproducible() -> None:
+    xyz, region, _ = _room()
+    surfaces = structural_surfaces(xyz, region, ROOM_CLASSES)
+    tags = np.ones(5, dtype=bool)
+    known = np.full(len(xyz), -1)
+    rng = np.random.default_rng(3)
+    keep, out, dropped = tag_drop(tags, region, known, surfaces, 0.0, rng)
+    assert keep.all() and out.all() and dropped == []
+    assert rng.random() == np.random.default_rng(3).random()  # nothing drawn
+    draws = [tag_drop(tags, region, known, surfaces, 0.5, np.random.default_rng(s))[2] for s in range(40)]
+    again = [tag_drop(tags, region, known, surfaces, 0.5, np.random.default_rng(s))[2] for s in range(40)]
+    assert draws == again
+    counts = np.bincount(np.concatenate([d for d in draws if d] or [[0]]), minlength=3)
+    assert all(8 <= c <= 32 for c in counts[:3])  # each class about half of the time
+    with pytest.raises(PcalError, match=r"\[0, 1\]"):
+        tag_drop(tags, region, known, surfaces, 1.5, rng)
+
+
+def test_step_scenes_apply_the_drop_per_seed_step_and_scene() -> None:
+    from pcal_cli.data.scene import Scene
+    from pcal_cli.weak.views import StepScenes
+
+    xyz, region, _ = _room()
+    scene = Scene(name="room", xyz=xyz, region=region)
+    surfaces = structural_surfaces(xyz, region, ROOM_CLASSES)
+    known = np.full(len(xyz), -1, dtype=np.int16)
+    scenes = [(scene, known, np.ones(5, dtype=bool))] * 3
+
+    def views(p: float, seed: int, step: int) -> StepScenes:
+        return StepScenes(scenes, lambda index: surfaces, p, seed, step)
+
+    plain = views(0.0, 0, 0)[1]
+    assert len(plain[0]) == len(xyz) and plain[1] is known and plain[2].all()
+    np.testing.assert_array_equal(plain[0].point_index, np.arange(len(xyz)))
+    every = views(1.0, 0, 0)
+    part, part_known, part_tags = every[2]
+    assert every.dropped(2) == [0, 1, 2] and part_tags.tolist() == [False, False, False, True, True]
+    np.testing.assert_array_equal(part.xyz, xyz[part.point_index])  # rows of the original scene
+    assert len(part_known) == len(part) == int((~np.isin(region, np.concatenate(list(surfaces.values())))).sum())
+    crop = part.subset(np.array([0, 2]))
+    np.testing.assert_array_equal(crop.point_index, part.point_index[[0, 2]])  # survives a crop
+    half = [views(0.5, 7, step).dropped(index) for step in range(6) for index in range(3)]
+    assert half == [views(0.5, 7, step).dropped(index) for step in range(6) for index in range(3)]
+    assert half != [views(0.5, 8, step).dropped(index) for step in range(6) for index in range(3)]
+
+
+# ---------------------------------------------------------------- image features for training
+
+
+def _features(tmp_path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    folder = tmp_path / "feats"
+    folder.mkdir(exist_ok=True)
+    for name, arr in arrays.items():
+        np.save(folder / f"{name}.npy", arr, allow_pickle=True)
+    return folder
+
+
+def test_image_features_folder_checks_and_rows(tmp_path: Path, monkeypatch) -> None:
+    good = np.arange(20, dtype=np.float16).reshape(10, 2)
+    good[3] = np.nan
+    folder = _features(tmp_path, {"a": good, "b": np.ones((4, 2), np.float32)})
+    monkeypatch.setattr(ImageFeatures, "BLOCK_ROWS", 3)  # several blocks per file
+    feats = ImageFeatures(folder)
+    assert feats.dim == 2
+    feats.check([("a", 10), ("b", 4)])
+    assert feats.seen("a").tolist() == [True] * 3 + [False] + [True] * 6
+    rows = feats.rows("a", np.array([5, 3, 0]))
+    assert rows.dtype == np.float32 and rows.tolist() == [[10, 11], [0, 0], [0, 1]]
+    cases = [
+        ([("a", 10), ("c", 4)], "no c.npy in .* for training scene 'c'"),
+        ([("a", 11)], "10 feature rows but the scene has 11 points"),
+    ]
+    for scenes, needle in cases:
+        with pytest.raises(PcalError, match=needle):
+            ImageFeatures(folder).check(scenes)
+    bad = good.astype(np.float32)
+    bad[7, 0] = np.nan  # in the third block
+    _features(tmp_path, {"p": bad, "w": np.ones((4, 3), np.float32), "s": np.array([["x"]] * 4),
+                         "z": np.zeros((4, 2), dtype=np.complex64)})
+    for scenes, needle in [([("p", 10)], "row 7 has NaN in some columns"), ([("a", 10), ("w", 4)], "3 columns"),
+                           ([("s", 4)], "real numbers"), ([("z", 4)], "real numbers")]:
+        with pytest.raises(PcalError, match=needle):
+            ImageFeatures(folder).check(scenes)
+    ImageFeatures(folder).check([("p", 10)], values=False)  # headers only: the NaN is found in training
+    with pytest.raises(PcalError, match="not a folder"):
+        ImageFeatures(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PcalError, match="no <scene>.npy"):
+        _ = ImageFeatures(tmp_path / "empty").dim
+
+
+def test_crossmodal_heads_learn_and_resume_exactly() -> None:
+    g = torch.Generator().manual_seed(0)
+    truth = torch.randn(48, 6, generator=g)
+    image = torch.cat([truth, torch.randn(48, 4, generator=g) * 0.1], dim=1)  # correlated with the points
+
+    def run(steps: int, heads: CrossModalHeads, points: torch.Tensor) -> list[float]:
+        opt = torch.optim.AdamW([points], lr=1e-2)
+        losses = []
+        for _ in range(steps):
+            loss = heads.loss(points, image)
+            heads.zero_grad()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            heads.step(1e-2)
+            losses.append(float(loss.detach()))
+        return losses
+
+    torch.manual_seed(0)
+    heads = CrossModalHeads(6, 10, out_dim=16)
+    points = (truth + 0.5 * torch.randn(48, 6, generator=g)).requires_grad_()
+    start = points.detach().clone()
+    losses = run(60, heads, points)
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < 0.5 * losses[0]
+
+    torch.manual_seed(0)
+    first = CrossModalHeads(6, 10, out_dim=16)
+    p1 = start.clone().requires_grad_()
+    run(30, first, p1)
+    saved = first.state_dict()
+    assert any(k.startswith("optimizer.") for k in saved) and all(isinstance(v, torch.Tensor) for v in saved.values())
+    resumed = CrossModalHeads(6, 10, out_dim=16)
+    resumed.load_state_dict(saved)
+    # the point features' own optimiser restarts here, so compare the heads after one identical step
+    copy = CrossModalHeads(6, 10, out_dim=16)
+    copy.load_state_dict(saved, optimizer=False)
+    for module in (first, resumed):
+        module.zero_grad()
+        module.loss(p1.detach(), image).backward()
+        module.step(1e-2)
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), resumed.parameters()))
+    copy.zero_grad()
+    copy.loss(p1.detach(), image).backward()
+    copy.step(1e-2)
+    assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), copy.parameters()))  # fresh moments
+    with pytest.raises(PcalError, match="other image features"):
+        CrossModalHeads(6, 12, out_dim=16).load_state_dict(saved)
+
+
+def test_crossmodal_batch_loss_uses_seen_voxels_only(tmp_path: Path) -> None:
+    from pcal_cli.training.data import Voxelized
+    from pcal_cli.weak.views import indexed
+    from pcal_cli.data.scene import Scene
+
+    rng = np.random.default_rng(0)
+    n = 40
+    rows = rng.standard_normal((n, 5)).astype(np.float32)
+    rows[:10] = np.nan  # points 0-9 unseen
+    folder = _features(tmp_path, {"s": rows, "t": np.full((6, 5), np.nan, np.float32)})
+    feats = ImageFeatures(folder)
+    feats.check([("s", n), ("t", 6)])
+    inverse_s = np.repeat(np.arange(20), 2)  # voxel v holds points 2v, 2v+1: voxels 0-4 unseen
+    parts = [indexed(Scene(name="s", xyz=np.zeros((n, 3)))), indexed(Scene(name="t", xyz=np.zeros((6, 3))))]
+    items = [Voxelized(np.zeros((20, 3), np.int32), np.zeros((20, 1), np.float32), np.full(20, -1), inverse_s),
+             Voxelized(np.zeros((3, 3), np.int32), np.zeros((3, 1), np.float32), np.full(3, -1), np.arange(6) // 2)]
+    point_feats = torch.randn(n + 6, 8, requires_grad=True)
+    heads = CrossModalHeads(8, 5, out_dim=8)
+    loss = crossmodal_batch_loss(point_feats, items, parts, feats, heads, torch.Generator().manual_seed(0),
+                                 max_voxels=6)
+    loss.backward()
+    touched = np.flatnonzero(point_feats.grad.abs().sum(dim=1).numpy() > 0)
+    assert torch.isfinite(loss) and loss > 0 and len(touched) == 6  # 6 of the 15 seen voxels, one row each
+    assert (touched >= 10).all() and (touched < n).all() and (touched % 2 == 0).all()
+    nothing = crossmodal_batch_loss(point_feats, items[1:], parts[1:], feats, heads, torch.Generator())
+    assert nothing.item() == 0.0 and nothing.requires_grad
+
+
+def test_scene_tag_teacher_ramps_to_0999():
+    from pcal_cli.training.recipes import TAGS_KEEP, tags_keep
+
+    assert tags_keep(0) == 0.0  # the first step copies the student
+    assert tags_keep(9) == pytest.approx(0.9)
+    assert tags_keep(99) == pytest.approx(0.99)
+    assert tags_keep(10_000) == TAGS_KEEP == 0.999
+    assert all(tags_keep(s) <= tags_keep(s + 1) for s in range(2000))

@@ -1,8 +1,10 @@
 """WSegPC in pcal: tags as labels, the three stages, pseudo-labels apart from the budget, --init."""
 
+from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from pcal_cli.check import PROBLEM, check_project
 from pcal_cli.data.ply import read_ply
@@ -99,3 +101,103 @@ def test_oracle_tags_twice_is_refused(project):
     oracle_tags(project)
     with pytest.raises(PcalError, match="nothing new"):
         oracle_tags(project)
+
+
+def _image_features(project, folder, *, rows_off: str | None = None, dtype=np.float16):
+    """Per-point features of every training scene, correlated with the ground truth (a stand-in for
+    a 2D network's), every 4th point unseen (NaN); ``rows_off``: that scene gets one row too many."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in project.scenes("train"):
+        truth = read_ply(project.scene_path("train", name)).label
+        feats = np.eye(project.config.num_classes, 6, dtype=np.float32)[np.maximum(truth, 0)]
+        feats += 0.1 * rng.standard_normal(feats.shape).astype(np.float32)
+        feats[::4] = np.nan
+        if name == rows_off:
+            feats = np.concatenate([feats, feats[:1]])
+        np.save(folder / f"{name}.npy", feats.astype(dtype))
+    return folder
+
+
+def test_wsegpc_with_image_features_records_them_and_resumes_exactly(project, tmp_path):
+    from pcal_cli.training.supervised import train
+
+    folder = _image_features(project, tmp_path / "feats")
+    options = replace(TINY, image_features=str(folder), steps=3)
+    run_rounds(project, "wsegpc", options=options)
+    base = wsegpc_dir(project, 0)
+    for stage in ("stage1", "stage2"):
+        state = load_checkpoint(base / stage / "model.pt")
+        assert state["config"]["image_features"] == str(folder) and state["config"]["tag_drop"] == 0.5
+        assert state["crossmodal"]["head2.net.0.weight"].shape[1] == 6
+    stage3 = load_checkpoint(base / "stage3" / "model.pt")
+    assert stage3["config"]["image_features"] is None and "crossmodal" not in stage3
+
+    tags = replace(options, recipe="scene-tags", steps=4, checkpoint_every=2)
+    reference = load_checkpoint(train(project, 0, tags, folder=tmp_path / "ref").path)
+
+    def interrupt(done, total, loss):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(project, 0, tags, folder=tmp_path / "cut", on_step=interrupt)
+    assert any(k.startswith("optimizer.") for k in load_checkpoint(tmp_path / "cut" / "model.partial.pt")["crossmodal"])
+    resumed = load_checkpoint(train(project, 0, tags, folder=tmp_path / "cut", resume=True).path)
+    for key in ("model", "crossmodal"):
+        assert reference[key].keys() == resumed[key].keys()
+        assert all(torch.equal(reference[key][k], resumed[key][k]) for k in reference[key])
+    plain = load_checkpoint(train(project, 0, replace(tags, image_features=None), folder=tmp_path / "plain").path)
+    assert "crossmodal" not in plain and not torch.equal(plain["model"][next(iter(plain["model"]))],
+                                                         reference["model"][next(iter(plain["model"]))])
+
+
+def test_tag_drop_zero_leaves_the_scenes_alone_and_changes_training(project, tmp_path):
+    from pcal_cli.training.supervised import train
+
+    oracle_tags(project)
+    base = replace(TINY, recipe="scene-tags", steps=3)
+    weights = {p: load_checkpoint(train(project, 0, replace(base, tag_drop=p), folder=tmp_path / str(p)).path)["model"]
+               for p in (0.0, 1.0)}
+    again = load_checkpoint(train(project, 0, replace(base, tag_drop=1.0), folder=tmp_path / "again").path)["model"]
+    assert all(torch.equal(weights[1.0][k], again[k]) for k in again)  # same seed, same drops
+    assert not all(torch.equal(weights[0.0][k], weights[1.0][k]) for k in again)
+
+
+@pytest.mark.parametrize("case", ["missing", "rows", "dtype", "nofolder", "supervised"])
+def test_bad_image_features_exit_2_with_one_line(project, pcal, tmp_path, case):
+    oracle_tags(project)
+    folder = tmp_path / "feats"
+    names = project.scenes("train")
+    if case == "rows":
+        _image_features(project, folder, rows_off=names[-1])
+    elif case == "dtype":
+        _image_features(project, folder)
+        np.save(folder / f"{names[0]}.npy", np.full((4, 2), "x"))
+    elif case != "nofolder":
+        _image_features(project, folder)
+        if case == "missing":
+            (folder / f"{names[0]}.npy").unlink()
+    recipe = "supervised" if case == "supervised" else "scene-tags"
+    before = tree_bytes(project.root)
+    result = pcal("train", "-p", project.root, "--recipe", recipe, "--steps", "2", "--cr", "0.125",
+                  "--device", "cpu", "--image-features", folder)
+    needle = {"missing": f"no {names[0]}.npy", "rows": "feature rows but the scene has", "dtype": "real numbers",
+              "nofolder": "no such folder", "supervised": "scene-tag recipes only"}[case]
+    assert result.code == 2, result.err
+    assert needle in result.err and len(result.err.strip().splitlines()) == 1
+    assert tree_bytes(project.root) == before
+
+
+def test_round_checks_image_features_before_writing_anything(base, pcal, tmp_path):
+    project = project_copy(base, tmp_path)
+    folder = tmp_path / "feats"
+    _image_features(project, folder)
+    (folder / f"{project.scenes('train')[0]}.npy").unlink()
+    before = tree_bytes(project.root)
+    result = pcal("round", "-p", project.root, "--method", "wsegpc", "--steps", "2", "--cr", "0.125",
+                  "--device", "cpu", "--image-features", folder)
+    assert result.code == 2 and "for training scene" in result.err and len(result.err.strip().splitlines()) == 1
+    assert tree_bytes(project.root) == before and not project.rounds()
+    result = pcal("round", "-p", project.root, "--method", "margin", "--steps", "2", "--image-features", folder)
+    assert result.code == 2 and "scene-tag recipes only" in result.err

@@ -14,6 +14,7 @@ from pcal_cli import __version__
 from pcal_cli.cli import check, compare, loop, prepare, report, train
 from pcal_cli.cli.common import err
 from pcal_cli.errors import PcalError
+from pcal_cli.training.distributed import launched_world_size
 
 app = typer.Typer(
     name="pcal",
@@ -47,6 +48,10 @@ def root(
 ) -> None:
     """Shared options; each command also takes -p itself."""
     ctx.obj = {"project": project}
+    if ctx.invoked_subcommand not in (None, "train") and launched_world_size() > 1:
+        raise PcalError(f"'pcal {ctx.invoked_subcommand}' does not run under torchrun (WORLD_SIZE "
+                        f"{launched_world_size()}): only 'pcal train' is distributed; run the other steps in one "
+                        "process, or as shards (docs/distributed.md)")
 
 
 prepare.register(app)

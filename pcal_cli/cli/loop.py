@@ -61,7 +61,9 @@ Methods: {', '.join(SEED_METHODS)}. random draws units at random; seedal chooses
 that are diverse in themselves and from each other (SeedAL), from descriptors of the points
 (default), a pcal model (--features model:PATH) or your image features (--features images:DIR,
 one DIR/<scene>.npy of shape [M, D] per scene), and writes rounds/r000/seed.json. The budget is
-counted in points.
+counted in points. oracle-balanced reproduces JoPro's seed: in every scene, a percentage of the
+points of each class present (at least one), chosen from the ground truth, so it is an oracle
+that a real annotation team cannot use.
 
 Examples:
 
@@ -243,6 +245,12 @@ Examples:
   pcal round -p demo --method margin --rounds 3 --budget 1% --steps 300
 
   pcal round -p demo --method redal --rounds 4 -o decay=0.9 -o clusters=100
+
+  pcal round -p demo --method wsegpc --image-features feats/
+
+--method wsegpc trains on scene tags (stages 1-3 in PROJ/wsegpc/); --tag-drop and
+--image-features DIR (DIR/<scene>.npy: per-point 2D features [N, D], NaN rows for unseen points)
+apply to its stages 1 and 2, as in 'pcal train --recipe scene-tags'.
 """
 
 
@@ -277,6 +285,11 @@ def round_command(
     reg: Annotated[Optional[str], typer.Option(help="Training regulariser: none | hybrid-contrastive "
                                                "(default: the method's).", show_default=False)] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between resumable partial checkpoints.")] = 100,
+    tag_drop: Annotated[float, typer.Option(help="wsegpc: probability of dropping each tagged floor, ceiling or "
+                                            "wall surface, with its tag, from a training view.")] = 0.5,
+    image_features: Annotated[Optional[Path], typer.Option(
+        "--image-features", metavar="DIR", help="wsegpc: cross-modal guidance from DIR/<scene>.npy, per-point 2D "
+        "features [N, D] (NaN rows: unseen points).", show_default=False)] = None,
     device: DeviceOption = "auto",
     seed: Annotated[int, typer.Option(help="Seed for training and selection.")] = 0,
 ) -> None:
@@ -286,7 +299,8 @@ def round_command(
     scorer_options, selector_options = get_method(method).split_options(parse_pairs(option or []))
     options = TrainOptions(backbone=backbone, cr=cr, steps=steps, lr=lr, batch_size=batch_size,
                            warm_start=warm_start, checkpoint_every=checkpoint_every, device=device, seed=seed,
-                           semi=semi, reg=reg, init=init)
+                           semi=semi, reg=reg, init=init, tag_drop=tag_drop,
+                           image_features=None if image_features is None else str(image_features.resolve()))
     with proj.lock(f"round --method {method}"), progress_bar() as progress:
         task = progress.add_task("Training", total=None, item="")
 

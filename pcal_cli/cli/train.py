@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -12,6 +13,7 @@ from pcal_cli.errors import PcalError
 from pcal_cli.evaluation.evaluate import evaluate, merge_shards
 from pcal_cli.project import Project
 from pcal_cli.rounds import resolve_round
+from pcal_cli.training import distributed
 from pcal_cli.training.supervised import TrainOptions, train
 
 TRAIN_HELP = """Train a segmentation network on the labels known in a round.
@@ -27,6 +29,15 @@ Examples:
   pcal train -p demo --full --steps 600
 
   pcal train -p demo --round 2 --backbone spvcnn --cr 0.5 --warm-start
+
+  pcal train -p demo --recipe scene-tags --image-features feats/
+
+WSegPC's scene-tag recipes drop each tagged floor, ceiling or wall surface (every region with
+70% of its points within 0.2 m of that face of the scene's bounding box) from a training view,
+with its tag, with probability --tag-drop. --image-features DIR adds cross-modal guidance from
+your 2D features: DIR/<scene>.npy per tagged training scene, a float array [N, D] with one row
+per point of the scene's PLY in file order (D the same for every scene), a row of NaN for a
+point no image sees (a relative DIR is taken from the current directory).
 """
 
 EVALUATE_HELP = """Evaluate a round's model on the val or test split.
@@ -78,7 +89,14 @@ def train_command(
                                         "round's tags).")] = "supervised",
     init: Annotated[Optional[str], typer.Option(help="Start from this checkpoint (same backbone and width).",
                                                 show_default=False)] = None,
+    tag_drop: Annotated[float, typer.Option(help="Scene-tag recipes: probability of dropping each tagged floor, "
+                                            "ceiling or wall surface, with its tag, from a view.")] = 0.5,
+    image_features: Annotated[Optional[Path], typer.Option(
+        "--image-features", metavar="DIR", help="Scene-tag recipes: cross-modal guidance from DIR/<scene>.npy, "
+        "per-point 2D features [N, D] (NaN rows: unseen points).", show_default=False)] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between resumable partial checkpoints.")] = 100,
+    precision: Annotated[str, typer.Option(help="fp32 | bf16 (mixed precision on CPU or CUDA, any recipe) | "
+                                                "fp16 (CUDA, supervised recipe, loss scaling).")] = "fp32",
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Retrain even if model.pt exists.")] = False,
 ) -> None:
@@ -89,8 +107,13 @@ def train_command(
     options = TrainOptions(backbone=backbone, cr=cr, steps=steps, epochs=epochs, lr=lr, optimizer=optimizer,
                            weight_decay=weight_decay, batch_size=batch_size, max_points=max_points,
                            device=device, seed=seed, warm_start=warm_start, checkpoint_every=checkpoint_every,
-                           semi=semi, reg=reg, recipe=recipe, init=init)
+                           semi=semi, reg=reg, recipe=recipe, init=init, tag_drop=tag_drop,
+                           image_features=None if image_features is None else str(image_features.resolve()),
+                           precision=precision)
     what = "full supervision" if target is None else f"round {target}"
+    if distributed.rank() != 0:  # under torchrun: rank 0 holds the lock, shows progress and reports
+        train(proj, target, options, resume=resume, force=force)
+        return
     with proj.lock("train"), progress_bar() as progress:
         task = progress.add_task(f"Training ({what})", total=None, item="")
 
@@ -101,7 +124,8 @@ def train_command(
     if result.skipped:
         err.print(f"{result.path} exists: skipped (pass --force to retrain)")
         return
-    table = Table(title=f"trained {what}: {result.path}")
+    workers = distributed.launched_world_size()
+    table = Table(title=f"trained {what}: {result.path}" + (f" ({workers} processes)" if workers > 1 else ""))
     for column in ("backbone", "steps", "final loss", "labelled points", "scenes", "seconds"):
         table.add_column(column, justify="right")
     resumed = f" (resumed at {result.resumed_from})" if result.resumed_from else ""

@@ -46,13 +46,16 @@ def read_ply(path: str | os.PathLike, label_field: str | None = None, name: str 
     if not all(axis in fields for axis in ("x", "y", "z")):
         raise PcalError(f"{path}: PLY vertices have no x/y/z fields (found: {', '.join(fields) or 'none'})")
 
-    xyz64 = np.stack([np.asarray(vertex[a], dtype=np.float64) for a in ("x", "y", "z")], axis=1)
     offset = _offset_from_comments(ply.comments)
-    if np.abs(xyz64).max(initial=0.0) > 1e4:  # georeferenced: keep centimetres exact
-        xyz, extra = split_offset(xyz64)
+    if max(np.abs(np.asarray(vertex[a])).max(initial=0.0) for a in ("x", "y", "z")) > 1e4:
+        # georeferenced: keep centimetres exact
+        xyz, extra = split_offset(np.stack([np.asarray(vertex[a], dtype=np.float64) for a in ("x", "y", "z")],
+                                           axis=1))
         offset = offset + extra
-    else:
-        xyz = xyz64.astype(np.float32)
+    else:  # column by column: no float64 copy of every point (a 50 M-point scan is large enough)
+        xyz = np.empty((len(vertex), 3), dtype=np.float32)
+        for column, axis in enumerate(("x", "y", "z")):
+            xyz[:, column] = vertex[axis]
 
     label = None
     if label_field is not None:

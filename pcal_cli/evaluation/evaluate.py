@@ -16,7 +16,7 @@ from pcal_cli.evaluation.metrics import confusion_matrix, summarize
 from pcal_cli.project import Project
 from pcal_cli.rounds import labelled_counts, run_dir
 from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
-from pcal_cli.training.inference import predict_scene
+from pcal_cli.training.inference import Tiling, predict_scene
 from pcal_cli.training.supervised import MODEL_FILE, resolve_device
 
 METRICS_FILE = "metrics.json"
@@ -34,9 +34,11 @@ def labelled_share(project: Project, round_index: int | None) -> tuple[int, int]
 
 def evaluate(project: Project, round_index: int | None, split: str = "test", *, device: str = "auto",
              save_predictions: bool = False, folder: Path | None = None, shard: str | None = None,
-             on_scene: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+             on_scene: Callable[[int, int, str], None] | None = None,
+             tiling: Tiling | None = None) -> dict[str, Any]:
     """One confusion matrix over every point of ``split``; writes ``metrics.json`` in the round
-    (or in ``folder``, whose ``model.pt`` is evaluated: a WSegPC stage).
+    (or in ``folder``, whose ``model.pt`` is evaluated: a WSegPC stage). A scene of more than
+    ``tiling.max_voxels`` voxels is run through the model tile by tile.
 
     With ``shard="i/N"`` only the i-th of N interleaved slices of the scenes is evaluated and its
     confusion matrix written to ``metrics.shards/<split>.<i>of<N>.json``; :func:`merge_shards`
@@ -60,8 +62,10 @@ def evaluate(project: Project, round_index: int | None, split: str = "test", *, 
     confusion = np.zeros((config.num_classes, config.num_classes), dtype=np.int64)
     for done, name in enumerate(names, start=1):
         scene = read_ply(project.scene_path(split, name))
-        prediction = predict_scene(model, scene, config.channels, ckpt["voxel_size"], config.num_classes, torch_device)
+        prediction = predict_scene(model, scene, config.channels, ckpt["voxel_size"], config.num_classes, torch_device,
+                                   tiling)
         labels = prediction.point_labels
+        del prediction
         confusion += confusion_matrix(scene.label, labels, config.num_classes)
         if save_predictions:
             _write_prediction(folder / "predictions" / f"{name}.ply", scene, labels, config.colors)

@@ -8,7 +8,7 @@ full-supervision reference; plus the budget spent per unit kind from the ledger.
 min and max of mIoU per round, the numbers behind the learning curve.
 
 Files read (none is written): ``pcal.yaml``, the PLY headers of the training scenes,
-``rounds/rNNN/{labels/*.npy,labelling.json,metrics.json,round.json,queries.json}``,
+``rounds/rNNN/{labels/*.npz,labelling.json,metrics.json,round.json,queries.json}``,
 ``full/metrics.json`` and ``ledger.jsonl``.
 """
 

@@ -11,6 +11,7 @@ from torch import nn
 from pcal_cli import sparse
 from pcal_cli.sparse import SparseTensor
 from pcal_cli.sparse import nn as spnn
+from pcal_cli.sparse.modules import GlobalBatchNorm1d
 
 #: Channel widths of stem, 4 encoder stages and 4 decoder stages at ``cr = 1``.
 BASE_WIDTHS = (32, 32, 64, 128, 256, 256, 128, 96, 96)
@@ -119,7 +120,7 @@ def point_mlp(in_channels: int, out_channels: int) -> nn.Sequential:
     """SPVCNN point transform: Linear -> BatchNorm1d -> ReLU on point features ``[N, C]``."""
     return nn.Sequential(
         nn.Linear(in_channels, out_channels),
-        nn.BatchNorm1d(out_channels),
+        GlobalBatchNorm1d(out_channels),  # nn.BatchNorm1d, synchronised over torchrun's processes
         nn.ReLU(True),
     )
 

@@ -104,8 +104,73 @@ class _OnFeatures:
         return input.with_feats(super().forward(input.feats))  # type: ignore[misc]
 
 
-class BatchNorm(_OnFeatures, nn.BatchNorm1d):
-    """``nn.BatchNorm1d`` over all voxels of the batch."""
+class _SumOverRanks(torch.autograd.Function):
+    """``all_reduce`` (sum) that autograd can go through: the gradient of a sum over ranks is the
+    sum over ranks of the gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        total = tensor.clone(memory_format=torch.contiguous_format)
+        torch.distributed.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        total = grad.clone(memory_format=torch.contiguous_format)
+        torch.distributed.all_reduce(total)
+        return total
+
+
+def _ranks() -> int:
+    """Processes in the running ``torch.distributed`` group (1 when none runs)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
+class GlobalBatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` whose training statistics span every process of a running
+    ``torch.distributed`` group (data-parallel training under torchrun), so that N processes
+    with a share of the batch each normalise exactly as one process with the whole batch would.
+
+    ``torch.nn.SyncBatchNorm`` does this on GPUs only (torch 2.13 refuses CPU tensors); this one
+    works on any device and backend (gloo, NCCL): the mean is the all-reduced sum over the
+    all-reduced count, the variance the all-reduced sum of squared deviations from it (two passes,
+    as accurate as one process), the gradient flows back through both sums. Running statistics
+    are updated with the global mean and unbiased variance, identically on every rank. With no
+    group, a group of one, or in eval mode it is plain ``nn.BatchNorm1d``. Every rank must call it
+    the same number of times per step (each one is a collective).
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not self.training or _ranks() == 1:
+            return super().forward(input)
+        self._check_input_dim(input)
+        x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
+        local = torch.cat([x.sum(dim=0), x.new_full((1,), float(x.shape[0]))])
+        total = _SumOverRanks.apply(local)
+        count = float(total[-1].detach())
+        if count < 2:
+            raise ValueError(f"expected more than 1 value per channel when training, got {int(count)} in all")
+        mean = total[:-1] / count
+        centred = x - mean
+        var = _SumOverRanks.apply((centred * centred).sum(dim=0)) / count
+        out = centred * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            out = out * self.weight + self.bias
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
+                          else self.momentum)
+                self.running_mean.mul_(1.0 - factor).add_(mean.detach(), alpha=factor)
+                self.running_var.mul_(1.0 - factor).add_(var.detach() * (count / (count - 1.0)), alpha=factor)
+        return out.to(input.dtype)
+
+
+class BatchNorm(_OnFeatures, GlobalBatchNorm1d):
+    """``nn.BatchNorm1d`` over all voxels of the batch (of every process under torchrun:
+    :class:`GlobalBatchNorm1d`)."""
 
 
 class ReLU(_OnFeatures, nn.ReLU):

@@ -72,7 +72,8 @@ def check_round_settings(project: Project, preset, budget: str, unit: str, cell:
         raise PcalError(f"a per-scene budget works with top-k selection only, not {preset.selector}")
     resolve_device(options.device)
     resolved = replace(options, semi=options.semi or preset.semi, reg=options.reg or preset.reg,
-                       init=None if options.init == "wsegpc" else options.init)
+                       init=None if options.init == "wsegpc" else options.init,
+                       recipe=options.recipe or ("scene-tags" if preset.name == "wsegpc" else None))
     check_options(resolved)
     if resolved.init is not None and not Path(resolved.init).is_file():
         raise PcalError(f"--init {resolved.init}: no such checkpoint")
@@ -134,8 +135,10 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
         options = replace(options, init=str(wsegpc_model(project)))
     if preset.name == "wsegpc":
         from pcal_cli.steps.tags import oracle_tags
-        from pcal_cli.steps.wsegpc import run_wsegpc
+        from pcal_cli.steps.wsegpc import check_image_features, run_wsegpc
 
+        if options.image_features is not None:  # before the oracle's tags round is written
+            check_image_features(project, options.image_features)
         if not project.rounds():
             commit = oracle_tags(project)
             say(f"round {commit.round}: the oracle tagged {len(project.scenes('train'))} scene(s)")
@@ -143,7 +146,7 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
         return latest_round(project)
     if not project.rounds():
         chosen_seed = seed_method or preset.seed_method
-        seed_unit = "scene" if chosen_seed == "seedal" else preset.seed_unit
+        seed_unit = {"seedal": "scene", "oracle-balanced": "point"}.get(chosen_seed, preset.seed_unit)
         seed_budget = seed_budget or preset.initial_budget(indoor)
         commit = seed_round(project, chosen_seed, seed_unit, seed_budget, seed=options.seed,
                             cell=cell, seedal={"device": options.device} if chosen_seed == "seedal" else None)

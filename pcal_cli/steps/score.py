@@ -38,7 +38,7 @@ from pcal_cli.steps.jopro_round import prepare_fms
 from pcal_cli.steps.pool import pool_scene
 from pcal_cli.steps.properties import scene_properties
 from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
-from pcal_cli.training.inference import scene_inputs
+from pcal_cli.training.inference import Tiling, run_tiled, scene_voxels
 from pcal_cli.training.supervised import MODEL_FILE, resolve_device
 from pcal_cli.units import DEFAULT_CELL, check_unit, unit_ids
 
@@ -96,8 +96,9 @@ def scores_dir(project: Project, round_index: int) -> Path:
 
 def score_round(project: Project, round_index: int, settings: ScoreSettings, *, device: str = "auto",
                 shard: str | None = None, force: bool = False,
-                on_scene: Callable[[int, int, str], None] | None = None) -> int:
-    """Score the pool of round ``round_index``; return how many scenes were scored now."""
+                on_scene: Callable[[int, int, str], None] | None = None, tiling: Tiling | None = None) -> int:
+    """Score the pool of round ``round_index``; return how many scenes were scored now. A scene
+    of more than ``tiling.max_voxels`` voxels is run through the model tile by tile."""
     spec = get_scorer(settings.scorer)
     check_unit(settings.unit)
     if settings.keep is not None and settings.keep < 1:
@@ -136,7 +137,7 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
                 on_scene(done, len(todo), name)
             continue
         arrays = score_scene(project, round_index, name, names.index(name), model, ckpt, spec, settings,
-                             options, torch_device, round_state)
+                             options, torch_device, round_state, tiling)
         with atomic_open(path, "wb") as handle:
             np.savez(handle, **arrays)
         done_now += 1
@@ -147,7 +148,8 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
 
 def score_scene(project: Project, round_index: int, name: str, scene_index: int, model: torch.nn.Module,
                 ckpt: dict, spec: ScorerSpec, settings: ScoreSettings, options: dict[str, Any],
-                device: torch.device, round_state: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+                device: torch.device, round_state: dict[str, Any] | None = None,
+                tiling: Tiling | None = None) -> dict[str, np.ndarray]:
     """Unit scores of one training scene (pure of file writes, except the geometry cache)."""
     scene = pool_scene(project, name)
     labels = load_labels(project, round_index, name, len(scene))
@@ -160,8 +162,10 @@ def score_scene(project: Project, round_index: int, name: str, scene_index: int,
     if spec.name == "random" and not settings.features:
         point_scores = random_scores(len(scene), rng)
     else:
-        inputs, inverse = scene_inputs(scene, ckpt["channels"], ckpt["voxel_size"], num_classes, device)
-        probs, voxel_features = _forward(model, inputs, spec, settings, rng)  # per voxel
+        voxels = scene_voxels(scene, ckpt["channels"], ckpt["voxel_size"])
+        inverse = voxels.inverse
+        probs, voxel_features = _forward(model, voxels, device, spec, settings, rng, tiling)  # per voxel
+        del voxels
         if spec.name == "random":
             point_scores = random_scores(len(scene), rng)
         elif spec.unit_level:
@@ -203,19 +207,29 @@ def score_scene(project: Project, round_index: int, name: str, scene_index: int,
 
 
 @torch.no_grad()
-def _forward(model, inputs, spec: ScorerSpec, settings: ScoreSettings, rng: np.random.Generator):
-    """Softmax probabilities per voxel ([V, C], or [T, V, C] for MC dropout) and features [V, D]."""
+def _forward(model, voxels, device: torch.device, spec: ScorerSpec, settings: ScoreSettings,
+             rng: np.random.Generator, tiling: Tiling | None = None):
+    """Softmax probabilities per voxel ([V, C], or [T, V, C] for MC dropout) and features [V, D],
+    tile by tile on a large scene (MC dropout: all passes of a tile, then the next tile)."""
     model.eval()
     if not spec.needs_passes:
-        logits, features = model(inputs)
-        return torch.softmax(logits.float(), dim=1).cpu().numpy(), features.float().cpu().numpy()
-    passes = []
-    with torch.random.fork_rng(devices=[]), mc_dropout_mode(model):
-        torch.manual_seed(int(rng.integers(2**31)))
+        def once(inputs):
+            logits, features = model(inputs)
+            return torch.softmax(logits.float(), dim=1).cpu().numpy(), features.float().cpu().numpy()
+
+        return run_tiled(voxels, device, once, tiling)
+
+    def passes(inputs):
+        probs = []
         for _ in range(settings.passes):
             logits, features = model(inputs)
-            passes.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-    return np.stack(passes), features.float().cpu().numpy()
+            probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        return np.stack(probs, axis=1), features.float().cpu().numpy()  # [V, T, C]: voxels first
+
+    with torch.random.fork_rng(devices=[]), mc_dropout_mode(model):
+        torch.manual_seed(int(rng.integers(2**31)))
+        probs, features = run_tiled(voxels, device, passes, tiling)
+    return np.ascontiguousarray(probs.transpose(1, 0, 2)), features
 
 
 def load_scores(project: Project, round_index: int) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:

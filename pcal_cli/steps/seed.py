@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from pcal_cli.atomic import write_text
+from pcal_cli.data.ply import read_ply
 from pcal_cli.errors import PcalError
 from pcal_cli.project import Project
 from pcal_cli.rounds import LabelCommit, commit_labels, read_ledger, sync_ledger
@@ -19,7 +20,7 @@ from pcal_cli.selection.topk import select_top_per_group
 from pcal_cli.steps.pool import pool_scene, reveal, training_points
 from pcal_cli.units import DEFAULT_CELL, check_unit, unit_ids
 
-SEED_METHODS = ("random", "seedal")
+SEED_METHODS = ("random", "seedal", "oracle-balanced")
 SEED_FILE = "seed.json"
 
 
@@ -57,7 +58,34 @@ def random_seed_units(project: Project, unit: str, budget_text: str, seed: int,
     return picked
 
 
-SEEDERS: dict[str, Callable[..., dict[str, np.ndarray]]] = {"random": random_seed_units}
+def oracle_balanced_points(project: Project, unit: str, budget_text: str, seed: int,
+                           cell: float = DEFAULT_CELL) -> dict[str, np.ndarray]:
+    """JoPro's class-wise even seed, which READS THE GROUND TRUTH (an oracle, for reproducing the
+    paper only): in every training scene and for every class c present, ``max(1, round(r * n_c))``
+    random points of class c, where ``n_c`` is the class's point count and ``r`` the percentage
+    budget. At least one point per present class makes the real fraction exceed ``r`` on small budgets.
+    """
+    if unit != "point":
+        raise PcalError(f"the oracle-balanced seed labels points: --unit point, not {unit}")
+    budget = parse_budget(budget_text)
+    if budget.kind != "percent":
+        raise PcalError(f"the oracle-balanced seed needs a percentage budget (such as 0.02%), not {budget}")
+    fraction = float(budget.value) / 100
+    rng = np.random.default_rng(seed)
+    picked: dict[str, np.ndarray] = {}
+    for name in project.scenes("train"):
+        truth = read_ply(project.scene_path("train", name)).label
+        order = rng.permutation(len(truth))  # the first points of each class in this order are chosen
+        ranked = truth[order]
+        chosen = [order[ranked == label][:max(1, round(fraction * int((truth == label).sum())))]
+                  for label in np.unique(truth[truth >= 0])]
+        if chosen:
+            picked[name] = np.sort(np.concatenate(chosen))
+    return picked
+
+
+SEEDERS: dict[str, Callable[..., dict[str, np.ndarray]]] = {"random": random_seed_units,
+                                                              "oracle-balanced": oracle_balanced_points}
 
 
 def seed_round(project: Project, method: str = "random", unit: str | None = None, budget: str = "3%",
@@ -68,7 +96,8 @@ def seed_round(project: Project, method: str = "random", unit: str | None = None
     ``method`` is ``random`` (units drawn at random; ``unit`` defaults to region) or ``seedal``
     (diverse whole scenes; ``seedal`` holds the keyword options of
     :func:`pcal_cli.steps.seedal_seed.seedal_seed_scenes`, and its report is written to
-    ``rounds/r000/seed.json``).
+    ``rounds/r000/seed.json``) or ``oracle-balanced`` (JoPro's class-wise even points, chosen
+    from the ground truth: an oracle, never a real annotation workflow).
     """
     if method not in SEED_METHODS:
         raise PcalError(f"unknown seed method '{method}' (choose from {', '.join(SEED_METHODS)})")
@@ -76,7 +105,7 @@ def seed_round(project: Project, method: str = "random", unit: str | None = None
         if unit not in (None, "scene"):
             raise PcalError(f"SeedAL chooses whole scenes: --unit scene, not {unit}")
         unit = "scene"
-    unit = unit or "region"
+    unit = unit or ("point" if method == "oracle-balanced" else "region")
     check_unit(unit)
     if project.rounds():
         if not force:

@@ -3,7 +3,8 @@
 Everything lives in ``PROJ/wsegpc/rNNN/`` (NNN: the round whose tags are used), apart from the
 rounds, so pseudo-labels never mix with human labels and never count as budget:
 
-    stage1/model.pt       scene-tag training (multiple-instance loss)
+    stage1/model.pt       scene-tag training (multiple-instance loss, tag drop, and cross-modal
+                          guidance when the options name a folder of image features)
     stage2/model.pt       + region-point consistency, started from stage 1's weights
     pseudo/labels/*.npy   pseudo-labels of every tagged training scene: stage 2's EMA teacher,
                           tag-masked softmax averaged per region, argmax (every point labelled)
@@ -56,6 +57,8 @@ def run_wsegpc(project: Project, round_index: int, options: TrainOptions, *, say
     if not load_tags(project, round_index):
         raise PcalError(f"round {round_index} has no scene tags ('pcal label --oracle --unit tags' or "
                         "'pcal label import-tags FILE')")
+    if options.image_features is not None:
+        check_image_features(project, options.image_features, sorted(load_tags(project, round_index)))
     base = wsegpc_dir(project, round_index)
     plain = replace(options, semi=None, reg=None, warm_start=False, init=None)
     train(project, round_index, replace(plain, recipe="scene-tags"), folder=base / "stage1", resume=True,
@@ -68,8 +71,8 @@ def run_wsegpc(project: Project, round_index: int, options: TrainOptions, *, say
     record = write_pseudo_labels(project, round_index, base / "stage2" / MODEL_FILE, base / "pseudo",
                                  device=options.device)
     say(f"wsegpc: {record['points_added']:,} pseudo-labels written")
-    train(project, round_index, replace(plain, recipe=None), folder=base / "stage3", resume=True, on_step=on_step,
-          labels_from=base / "pseudo" / "labels")
+    train(project, round_index, replace(plain, recipe=None, image_features=None), folder=base / "stage3",
+          resume=True, on_step=on_step, labels_from=base / "pseudo" / "labels")
     say("wsegpc: stage 3 (fresh network on the pseudo-labels) trained")
     split = evaluation_split(project)
     if split is None:
@@ -80,6 +83,17 @@ def run_wsegpc(project: Project, round_index: int, options: TrainOptions, *, say
     metrics = evaluate(project, round_index, split, device=options.device, folder=base / "stage3")
     say(f"wsegpc: stage 3 mIoU {100 * (metrics['miou'] or 0):.1f} on {split}")
     return metrics
+
+
+def check_image_features(project: Project, folder: str | Path, names: list[str] | None = None) -> None:
+    """The image features folder has a file of the right shape for each training scene of
+    ``names`` (default: all); only the files' headers are read (training reads the values)."""
+    from pcal_cli.data.ply import ply_vertex_count
+    from pcal_cli.weak.crossmodal import ImageFeatures
+
+    names = project.scenes("train") if names is None else names
+    ImageFeatures(folder).check([(name, ply_vertex_count(project.scene_path("train", name))) for name in names],
+                                values=False)
 
 
 def point_probabilities(model: torch.nn.Module, ckpt: dict[str, Any], scene, device) -> np.ndarray:
@@ -130,9 +144,10 @@ def write_pseudo_labels(project: Project, round_index: int, checkpoint: Path, fo
     return record
 
 
-def pseudo_label_quality(project: Project, round_index: int) -> dict[str, Any]:
-    """mIoU of a round's WSegPC pseudo-labels against the training split's ground truth."""
-    folder = wsegpc_dir(project, round_index) / "pseudo" / "labels"
+def pseudo_label_quality(project: Project, round_index: int, pseudo: Path | None = None) -> dict[str, Any]:
+    """mIoU of a round's WSegPC pseudo-labels (or those in the folder ``pseudo``) against the
+    training split's ground truth."""
+    folder = (pseudo or wsegpc_dir(project, round_index) / "pseudo") / "labels"
     if not folder.is_dir():
         raise PcalError(f"{folder}: no pseudo-labels (run 'pcal round --method wsegpc' first)")
     config = project.config

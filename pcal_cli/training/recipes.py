@@ -4,7 +4,8 @@
 - ``teacher-student`` (``--semi``, HPAL): :mod:`pcal_cli.training.mean_teacher`; ``model.pt``
   holds the EMA teacher (evaluated and scored) and the ``student``.
 - ``scene-tags`` / ``scene-tags-consistency`` (``--recipe``, WSegPC): :class:`SceneTags`;
-  ``model.pt`` holds the student, the EMA ``teacher`` and the ``pseudo_counts``.
+  ``model.pt`` holds the student, the EMA ``teacher``, the ``pseudo_counts`` and, with image
+  features, the ``crossmodal`` projection heads.
 - ``hybrid-contrastive`` (``--reg``, JoPro): cross-entropy on labelled points plus the cluster-aware
   hybrid contrastive regulariser (:mod:`pcal_cli.jopro.contrastive`) between the student on an
   augmented view and an EMA teacher (keep 0.99) on the clean view, with per-class
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pcal_cli.training.data import augment, collate, crop, point_features, voxelize
+from pcal_cli.training import distributed
+from pcal_cli.training.data import augment, collate, crop, point_features, skip_crop_and_augment, voxelize
 from pcal_cli.training.ema import ema_update, make_teacher
 from pcal_cli.training.mean_teacher import point_outputs, teacher_student_step, two_views
 
@@ -36,6 +38,7 @@ class Recipe:
 
     def __init__(self, model: torch.nn.Module, options, num_classes: int) -> None:
         self.model, self.options, self.num_classes = model, options, num_classes
+        self.scaler: torch.amp.GradScaler | None = None  # fp16 loss scaling (training/precision.py)
 
     def evaluated(self) -> torch.nn.Module:
         """The network saved as ``model`` (what evaluation and scoring use)."""
@@ -50,26 +53,57 @@ class Recipe:
         self.model.load_state_dict(state["model"])
 
     def step(self, optimizer, scenes, config, step: int, device) -> float:
+        """One optimiser step on ``batch_size`` scenes drawn with ``default_rng([seed, step])``.
+
+        Under torchrun each process takes its share of the same scenes (:func:`distributed.share`),
+        skipping the others' random draws, and the loss is the sum over its labelled voxels over
+        the global count, so the summed gradients equal the single-process step's.
+        """
         options = self.options
         rng = np.random.default_rng([options.seed, step])
         torch.manual_seed(options.seed * 1_000_003 + step)
         count = min(options.batch_size, len(scenes))
+        mine = distributed.share(count)
         items = []
-        for index in rng.choice(len(scenes), size=count, replace=False):
+        for position, index in enumerate(rng.choice(len(scenes), size=count, replace=False)):
             scene, labels = scenes[index]
+            if position not in mine:
+                skip_crop_and_augment(len(scene), labels, scene.rgb is not None, options.max_points, rng)
+                continue
             keep = crop(scene.xyz, options.max_points, labels, rng)
             xyz, rgb = augment(scene.xyz[keep], None if scene.rgb is None else scene.rgb[keep], rng)
             feats = point_features(xyz, scene.subset(keep), config.channels, rgb=rgb)
             items.append(voxelize(xyz, feats, labels[keep], config.voxel_size, config.num_classes))
         inputs, targets = collate(items, device)
         logits, _ = self.model(inputs)
-        if not (targets >= 0).any():
+        if not distributed.is_distributed():
+            if not (targets >= 0).any():
+                return 0.0
+            loss = F.cross_entropy(logits.float(), targets, ignore_index=-1)
+            optimizer.zero_grad(set_to_none=True)
+            self._backward_and_step(loss, optimizer)
+            return float(loss.detach())
+        labelled = distributed.sum_over_ranks(int((targets >= 0).sum()))
+        if labelled == 0:
             return 0.0
-        loss = F.cross_entropy(logits, targets, ignore_index=-1)
+        # a rank without labelled voxels still runs backward (zero loss, same graph): its batch
+        # norms' backward collectives must meet the other ranks'
+        loss = F.cross_entropy(logits.float(), targets, ignore_index=-1, reduction="sum") / labelled
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return float(loss.detach())
+        self._backward_and_step(loss, optimizer, summed=True)
+        return distributed.sum_over_ranks(float(loss.detach()))
+
+    def _backward_and_step(self, loss: torch.Tensor, optimizer, summed: bool = False) -> None:
+        """Backward (scaled under fp16), the gradient sum over ranks, then the optimiser step.
+        Summing before the scaler's overflow check makes every rank skip the same steps."""
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        if summed:
+            distributed.sum_gradients(self.model.parameters())
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
+            self.scaler.update()
 
 
 class TeacherStudent(Recipe):
@@ -158,34 +192,76 @@ class SceneTags(Recipe):
     pseudo-label where its confidence passes the class-adaptive threshold (0.8 N_c / max N), and
     the student learns it (masked cross-entropy) with a weight ramped up over ``tag_warmup``
     steps. Known point labels, if any, add a cross-entropy term.
+
+    Tag drop (``tag_drop``, :mod:`pcal_cli.weak.tagdrop`): each tagged floor, ceiling or wall
+    surface leaves a scene's views, with its tag, with that probability. Cross-modal guidance
+    (``image_features``, :mod:`pcal_cli.weak.crossmodal`): 0.05 times the InfoNCE between the
+    student's voxel features and the user's image features, through projection heads kept in
+    the checkpoint as ``crossmodal`` and trained by their own optimiser at the network's rate.
     """
 
     def __init__(self, model, options, num_classes, consistency: bool) -> None:
         super().__init__(model, options, num_classes)
+        from pcal_cli.weak.crossmodal import CrossModalHeads, ImageFeatures
+
         self.consistency = consistency
         self.teacher = make_teacher(model)
         self.pseudo_counts = PseudoCounts(num_classes)
+        self.image_features = self.crossmodal = None
+        self._checked = False
+        self._surfaces: dict[int, dict[int, np.ndarray]] = {}
+        if options.image_features is not None:
+            self.image_features = ImageFeatures(options.image_features)
+            device = next(model.parameters()).device
+            self.crossmodal = CrossModalHeads(model.feature_dim, self.image_features.dim, optimizer=options.optimizer,
+                                              weight_decay=options.weight_decay).to(device)
 
     def extras(self) -> dict[str, torch.nn.Module]:
-        return {"teacher": self.teacher, "pseudo_counts": self.pseudo_counts}
+        extras = {"teacher": self.teacher, "pseudo_counts": self.pseudo_counts}
+        if self.crossmodal is not None:
+            extras["crossmodal"] = self.crossmodal
+        return extras
 
     def load(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.teacher.load_state_dict(state.get("teacher", state["model"]))
         if "pseudo_counts" in state:
             self.pseudo_counts.load_state_dict(state["pseudo_counts"])
+        if self.crossmodal is not None and "crossmodal" in state:  # the heads' optimiser only on a resume
+            self.crossmodal.load_state_dict(state["crossmodal"], optimizer="optimizer" in state)
+
+    def _step_scenes(self, scenes, config, step: int):
+        """``scenes`` as this step's views see them (tag drop, point rows), or as they are."""
+        from pcal_cli.weak.tagdrop import structural_surfaces
+        from pcal_cli.weak.views import StepScenes
+
+        if self.image_features is not None and not self._checked:  # every file, once, before any step
+            self.image_features.check([(item[0].name, len(item[0])) for item in scenes])
+            self._checked = True
+        if self.options.tag_drop == 0 and self.image_features is None:
+            return scenes
+
+        def surfaces(index: int) -> dict[int, np.ndarray]:
+            if index not in self._surfaces:
+                scene = scenes[index][0]
+                self._surfaces[index] = structural_surfaces(scene.xyz, scene.region, config.classes)
+            return self._surfaces[index]
+
+        return StepScenes(scenes, surfaces, self.options.tag_drop, self.options.seed, step)
 
     def step(self, optimizer, scenes, config, step, device) -> float:
         from pcal_cli.weak import mil_loss, pseudo_labels, region_consistency_loss, scene_logits, warmup_weight
+        from pcal_cli.weak.crossmodal import WEIGHT, crossmodal_batch_loss
 
         options = self.options
+        scenes = self._step_scenes(scenes, config, step)
         views = two_views(scenes, options, config, step, augment)
         student_items, teacher_items, labels = views.student, views.teacher, views.labels
         count = len(views.picked)
         tags = [scenes[index][2] for index in views.picked]
         regions = [part.region for part in views.parts]
         batch = [np.full(len(part), b, dtype=np.int64) for b, part in enumerate(views.parts)]
-        logits, _ = point_outputs(self.model, student_items, device)
+        logits, features = point_outputs(self.model, student_items, device)
         target = torch.from_numpy(np.concatenate(labels)).to(device)
         batch_index = torch.from_numpy(np.concatenate(batch)).to(device)
         loss = mil_loss(scene_logits(logits, batch_index, count), torch.from_numpy(np.stack(tags)).to(device))
@@ -205,11 +281,29 @@ class SceneTags(Recipe):
                 start += len(region)
             self.pseudo_counts.counts.copy_(torch.from_numpy(counts))
             loss = loss + weight * region_consistency_loss(logits, torch.from_numpy(np.concatenate(pseudo)).to(device))
+        if self.crossmodal is not None:
+            generator = torch.Generator().manual_seed(options.seed * 1_000_003 + step)
+            loss = loss + WEIGHT * crossmodal_batch_loss(features, student_items, views.parts, self.image_features,
+                                                         self.crossmodal, generator)
+            self.crossmodal.zero_grad()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        ema_update(self.teacher, self.model, TAGS_KEEP)
+        if self.crossmodal is not None:
+            self.crossmodal.step(optimizer.param_groups[0]["lr"])
+        ema_update(self.teacher, self.model, tags_keep(step))
         return float(loss.detach())
+
+
+def tags_keep(step: int) -> float:
+    """The scene-tag teacher's EMA keep rate at ``step``: Mean Teacher's ramp ``min(0.999, 1 - 1/(step + 1))``.
+
+    A constant 0.999 leaves a teacher that is 90 % its starting weights after 100 steps (and the
+    starting weights of stage 2 are stage 1's barely trained teacher), so on short schedules its
+    pseudo-labels were noise; with the ramp the first step copies the student and the teacher then
+    averages over a window that grows to WSegPC's 1000 steps.
+    """
+    return min(TAGS_KEEP, 1.0 - 1.0 / (step + 1))
 
 
 def make_recipe(model: torch.nn.Module, options, num_classes: int) -> Recipe:

@@ -24,9 +24,11 @@ from pcal_cli.errors import PcalError, did_you_mean
 from pcal_cli.models import MODELS, build_model
 from pcal_cli.project import Project
 from pcal_cli.rounds import labelled_scenes, load_labels, run_dir
+from pcal_cli.training import distributed
 from pcal_cli.training.checkpoint import load_checkpoint, save_checkpoint
 from pcal_cli.training.data import input_channels
 from pcal_cli.training.mean_teacher import SEMI_RECIPES
+from pcal_cli.training.precision import PRECISIONS, autocast, check_precision, make_scaler
 from pcal_cli.training.recipes import make_recipe
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -64,6 +66,9 @@ class TrainOptions:
     recipe: str | None = None  # None or "supervised"; "scene-tags", "scene-tags-consistency": WSegPC
     tag_warmup: int = 100  # scene-tags-consistency: steps over which the consistency weight ramps up
     init: str | None = None  # a checkpoint to start from (any round, stage or project with this layout)
+    precision: str = "fp32"  # "bf16" (CPU or CUDA) or "fp16" (CUDA): mixed precision, see training/precision.py
+    tag_drop: float = 0.5  # scene-tag recipes: probability of dropping each tagged floor/ceiling/wall surface
+    image_features: str | None = None  # scene-tag recipes: folder of <scene>.npy per-point 2D features
 
 
 @dataclass
@@ -120,6 +125,17 @@ def check_options(options: TrainOptions) -> None:
         raise PcalError("--semi teacher-student and --reg hybrid-contrastive cannot be combined")
     if len(options.reg_weights) != 3 or min(options.reg_weights) < 0 or options.reg_temperature <= 0:
         raise PcalError("--reg-weights needs three non-negative weights and --reg-temperature must be positive")
+    if options.precision not in PRECISIONS:
+        raise PcalError(f"unknown --precision '{options.precision}' (choose from {', '.join(PRECISIONS)})"
+                        f"{did_you_mean(options.precision, PRECISIONS)}")
+    if not 0.0 <= options.tag_drop <= 1.0:
+        raise PcalError(f"--tag-drop must lie in [0, 1], got {options.tag_drop}")
+    if options.image_features is not None:
+        if options.recipe not in TAG_RECIPES:
+            raise PcalError("--image-features guides the scene-tag recipes only (--recipe scene-tags or "
+                            "scene-tags-consistency, or pcal round --method wsegpc)")
+        if not Path(options.image_features).is_dir():
+            raise PcalError(f"--image-features {options.image_features}: no such folder")
 
 
 def load_training_scenes(project: Project, round_index: int | None) -> list[tuple[Scene, np.ndarray]]:
@@ -192,7 +208,11 @@ def train(project: Project, round_index: int | None, options: TrainOptions, *, r
     and write ``model.pt`` in the round folder (or in ``folder``). ``labels_from`` trains on a
     folder of label files instead of the round's (WSegPC's pseudo-labels)."""
     check_options(options)
-    device = resolve_device(options.device)
+    world = distributed.launched_world_size()
+    distributed.check_supported(options, world)
+    device = distributed.local_device(resolve_device(options.device))
+    check_precision(options.precision, device, plain_recipe=options.semi in (None, "none") and options.reg in (None, "none")
+                    and options.recipe in (None, "supervised"))
     folder = folder or run_dir(project, round_index)
     final_path, partial_path = folder / MODEL_FILE, folder / PARTIAL_FILE
     if final_path.exists() and not force:
@@ -206,7 +226,7 @@ def train(project: Project, round_index: int | None, options: TrainOptions, *, r
         scenes = load_labels_from(project, labels_from)
     else:
         scenes = load_training_scenes(project, round_index)
-    config = project.config
+    distributed.check_scene_count(len(scenes), options.batch_size, world)
     if max(len(item[0]) for item in scenes) < 2:
         raise PcalError(f"{project.root}: every training scene has a single point; a training batch needs at "
                         "least two voxels (batch normalisation)")
@@ -214,11 +234,21 @@ def train(project: Project, round_index: int | None, options: TrainOptions, *, r
     if options.epochs is not None:
         steps = max(1, math.ceil(options.epochs * len(scenes) / options.batch_size))
     resolved = _resolved_config(project, round_index, options, steps, scenes)
+    with distributed.process_group(device):
+        return _train_loop(project, round_index, options, scenes, steps, resolved, device, final_path,
+                           partial_path, resume=resume, force=force, on_step=on_step)
 
+
+def _train_loop(project: Project, round_index: int | None, options: TrainOptions, scenes: list, steps: int,
+                resolved: dict[str, Any], device: torch.device, final_path: Path, partial_path: Path, *,
+                resume: bool, force: bool, on_step: StepCallback | None) -> TrainResult:
+    """Build, (re)load and train the network; under torchrun every rank runs this, rank 0 writes."""
+    config = project.config
     torch.manual_seed(options.seed)
     model = build_model(options.backbone, resolved["in_channels"], config.num_classes, cr=options.cr,
                         seed=options.seed).to(device)
     recipe = make_recipe(model, options, config.num_classes)
+    recipe.scaler = make_scaler(options.precision)
     if options.init is not None:
         start_from = load_checkpoint(Path(options.init))
         if (start_from["config"]["backbone"], start_from["config"]["cr"]) != (options.backbone, options.cr) or \
@@ -247,21 +277,29 @@ def train(project: Project, round_index: int | None, options: TrainOptions, *, r
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = state["step"]
+    # under torchrun: every rank must train the same data from the same step and weights
+    distributed.check_same("the training scenes or the step to resume from", len(scenes),
+                           resolved["labelled_points"], start, steps)
+    distributed.broadcast_state([model, *recipe.extras().values()])
 
+    main = distributed.is_main()  # only rank 0 writes checkpoints and reports progress
     began = time.perf_counter()
     loss_value = None
     model.train()
     for step in range(start, steps):
-        loss_value = recipe.step(optimizer, scenes, config, step, device)
+        with autocast(options.precision, device):
+            loss_value = recipe.step(optimizer, scenes, config, step, device)
         scheduler.step()
         done = step + 1
-        if done % options.checkpoint_every == 0 and done < steps:
+        if main and done % options.checkpoint_every == 0 and done < steps:
             save_checkpoint(partial_path, recipe.evaluated(), resolved, done, optimizer, scheduler,
                             extras=recipe.extras())
-        if on_step is not None:
+        if main and on_step is not None:
             on_step(done, steps, loss_value)
-    save_checkpoint(final_path, recipe.evaluated(), resolved, steps, extras=recipe.extras())
-    partial_path.unlink(missing_ok=True)
+    if main:
+        save_checkpoint(final_path, recipe.evaluated(), resolved, steps, extras=recipe.extras())
+        partial_path.unlink(missing_ok=True)
+    distributed.wait_for_all()  # every rank returns once model.pt is written
     return TrainResult(final_path, False, steps, loss_value, time.perf_counter() - began,
                        resolved["labelled_points"], len(scenes), resumed_from=start)
 
