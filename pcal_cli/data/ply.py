@@ -28,6 +28,12 @@ OFFSET_COMMENT = "pcal_offset"
 HEADER_LIMIT = 1 << 16  # a PLY header longer than this is not one pcal can count cheaply
 
 
+def _finite_extent(values: np.ndarray) -> float:
+    """The largest finite absolute coordinate (NaN and infinite ones are dropped later, with a count)."""
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max(initial=0.0))
+
+
 def read_ply(path: str | os.PathLike, label_field: str | None = None, name: str | None = None) -> Scene:
     """Read the ``vertex`` element of a PLY file into a :class:`Scene`.
 
@@ -47,7 +53,7 @@ def read_ply(path: str | os.PathLike, label_field: str | None = None, name: str 
         raise PcalError(f"{path}: PLY vertices have no x/y/z fields (found: {', '.join(fields) or 'none'})")
 
     offset = _offset_from_comments(ply.comments)
-    if max(np.abs(np.asarray(vertex[a])).max(initial=0.0) for a in ("x", "y", "z")) > 1e4:
+    if max(_finite_extent(np.asarray(vertex[a])) for a in ("x", "y", "z")) > 1e4:
         # georeferenced: keep centimetres exact
         xyz, extra = split_offset(np.stack([np.asarray(vertex[a], dtype=np.float64) for a in ("x", "y", "z")],
                                            axis=1))
