@@ -7,7 +7,8 @@
 
 Every run of one seed starts from the same prepared scenes and the same seed budget; budgets are
 equal in points across units (by default one room's worth per round, so whole scenes fit), so
-units can be compared at equal annotation cost. Runs are resumable (finished steps are skipped).
+units can be compared at equal annotation cost. Runs are resumable: an interrupted run continues
+its plan, a finished run is skipped.
 ``--full`` trains a full-supervision reference per seed (copied into that seed's runs, so
 ``pcal report`` gives the ratio to it); ``--seed-method seedal`` seeds with SeedAL's scenes.
 ``-o KEY=VALUE`` options go to the methods whose scorer or selector has them; the budget and the
@@ -42,13 +43,16 @@ def run_one(args: tuple) -> str:
     torch.set_num_threads(1)
     from pcal_cli.methods import get_method
     from pcal_cli.project import Project
-    from pcal_cli.steps.round import run_rounds
+    from pcal_cli.rounds import read_json
+    from pcal_cli.steps.round import PLAN_FILE, run_rounds
     from pcal_cli.steps.seed import seed_round
     from pcal_cli.training.supervised import TrainOptions
 
     stem = method if opts["seed_method"] == "random" else f"{method}+{opts['seed_method']}"
     name = f"{stem}{opts['tag']}_s{seed}"
     run = Path(out) / unit / name
+    if (run / PLAN_FILE).is_file() and read_json(run / PLAN_FILE, "round plan").get("done"):
+        return f"{unit:6s} {name:16s}: finished earlier, skipped"  # run_rounds would add --rounds more
     if not run.exists():
         shutil.copytree(base, run.with_suffix(".tmp"))
         run.with_suffix(".tmp").rename(run)

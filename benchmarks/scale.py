@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/scale.py --points 50000000            # both parts
     .venv/bin/python benchmarks/scale.py --points 2000000 --skip-labels
     .venv/bin/python benchmarks/scale.py --skip-pipeline --label-scenes 20000 --label-sample 1000
+    .venv/bin/python benchmarks/scale.py --skip-pipeline --skip-labels --many-scenes 20000   # part (c)
 
 Part (a), one scene of ``--points`` points: writes a floor of synthetic rooms (``--room-points``
 points each, laid side by side on a 10 m x 8 m grid, so the scene grows in area like a building
@@ -25,6 +26,19 @@ the dense ``.npy`` format of earlier versions and in the sparse ``.npz`` format,
 ``--label-scenes``. Labelled points are laid out two ways: ``scattered`` (uniformly random
 points, the worst case for a sparse file) and ``regions`` (runs of 40 consecutive points, like a
 region of a LiDAR scan whose points are stored ring by ring).
+
+Part (c), many scenes (``--many-scenes N``, off by default): the same round on a project of N
+small synthetic rooms (``--many-points`` each, default 2,000; a third of them test rooms), each
+command its own measured process, so time per scene and peak memory can be compared between
+two values of N (memory should not grow with N):
+
+    pcal prepare synthetic --scenes N --points P --regions cells
+    pcal seed --unit point --budget 1%      pcal train --steps 2 --cr 0.125
+    pcal score --scorer margin (per cell)   pcal select --budget 0.1%
+    pcal label --oracle                     pcal evaluate
+
+``--many-shards K`` runs score and evaluate as K ``--shard i/K`` processes side by side, then
+``pcal evaluate --merge`` (the job-array recipe of docs/distributed.md on one machine).
 
 Threads: ``--threads`` (default 2) for torch and BLAS in every process.
 """
@@ -152,6 +166,67 @@ def pipeline(work: Path, points: int, room_points: int, test_points: int, thread
     return results
 
 
+def run_measured_parallel(commands: list[list[str]], threads: int, log: Path) -> dict:
+    """Run commands side by side (shards); wall time of the group and the largest peak RSS."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "OPENBLAS_NUM_THREADS": str(threads)}
+    began = time.perf_counter()
+    codes, peak = [], 0
+    with open(log, "ab") as out:
+        out.write("".join(f"\n$ {' '.join(args)} &" for args in commands).encode() + b"\n")
+        out.flush()
+        processes = [subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env) for args in commands]
+        for process in processes:
+            _, status, usage = os.wait4(process.pid, 0)
+            codes.append(os.waitstatus_to_exitcode(status))
+            peak = max(peak, usage.ru_maxrss)
+    return {"command": f"{len(commands)} x " + " ".join(commands[0][1:3]), "code": max(codes, key=abs),
+            "seconds": round(time.perf_counter() - began, 1), "peak_rss_mib": round(peak / 1024)}
+
+
+def pipeline_many(work: Path, scenes: int, points: int, threads: int, seed: int, cr: float, shards: int) -> dict:
+    """Part (c): one round over a project of ``scenes`` small synthetic rooms; ``score`` and
+    ``evaluate`` as ``shards`` processes side by side (then ``evaluate --merge``)."""
+    proj, log = work / "many", work / "many_commands.log"
+    pcal = str(Path(sys.executable).with_name("pcal"))
+    device = ("--device", "cpu")
+
+    def sharded(*args: str) -> list[list[str]]:
+        if shards == 1:
+            return [[pcal, *args]]
+        return [[pcal, *args, "--shard", f"{i}/{shards}"] for i in range(1, shards + 1)]
+
+    steps = [
+        ("prepare", [[pcal, "prepare", "synthetic", "-p", str(proj), "--scenes", str(scenes), "--points",
+                      str(points), "--regions", "cells", "--seed", str(seed)]]),
+        ("seed", [[pcal, "seed", "-p", str(proj), "--unit", "point", "--budget", "1%", "--seed", str(seed)]]),
+        ("train", [[pcal, "train", "-p", str(proj), "--steps", "2", "--cr", str(cr), "--batch-size", "2", *device]]),
+        ("score", sharded("score", "-p", str(proj), "--scorer", "margin", "--unit", "region", *device)),
+        ("select", [[pcal, "select", "-p", str(proj), "--budget", "0.1%"]]),
+        ("label", [[pcal, "label", "-p", str(proj), "--oracle"]]),
+        ("evaluate", sharded("evaluate", "-p", str(proj), "--round", "0", *device)),
+    ]
+    if shards > 1:
+        steps.append(("merge", [[pcal, "evaluate", "-p", str(proj), "--round", "0", "--merge"]]))
+    results = {"scenes": scenes, "points": points, "cr": cr, "shards": shards, "steps": {}}
+    print(f"\nmany scenes: {scenes:,} rooms of {points:,} points, score and evaluate in {shards} shard(s)",
+          flush=True)
+    print(f"{'step':10s} {'seconds':>9s} {'ms/scene':>9s} {'peak RSS MiB':>13s}", flush=True)
+    for name, commands in steps:
+        result = (run_measured(commands[0], threads, log) if len(commands) == 1
+                  else run_measured_parallel(commands, threads, log))
+        results["steps"][name] = result
+        print(f"{name:10s} {result['seconds']:9.1f} {1e3 * result['seconds'] / scenes:9.1f} "
+              f"{result['peak_rss_mib']:13,d}"
+              + ("" if result["code"] == 0 else f"   FAILED (exit {result['code']}, see {log})"), flush=True)
+        if result["code"] != 0:
+            break
+    labels = sorted((proj / "rounds" / "r001" / "labels").glob("*"))
+    results["round1_label_files"] = len(labels)
+    results["round1_label_bytes"] = sum(p.stat().st_size for p in labels)
+    return results
+
+
 def voxel_count(path: Path | str) -> dict:
     """Voxels of the prepared scene and the tiles inference splits it into (default tiling)."""
     from pcal_cli.data.ply import read_ply
@@ -225,6 +300,11 @@ def main() -> None:
     parser.add_argument("--label-points", type=int, default=120_000)
     parser.add_argument("--label-share", type=float, default=0.001)
     parser.add_argument("--label-sample", type=int, default=1_000)
+    parser.add_argument("--many-scenes", type=int, default=0, help="part (c): rooms in the many-scene project "
+                        "(default 0: skip part (c))")
+    parser.add_argument("--many-points", type=int, default=2_000, help="part (c): points per room")
+    parser.add_argument("--many-shards", type=int, default=1, help="part (c): score and evaluate as this many "
+                        "shards side by side (each with --threads threads)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
 
@@ -250,6 +330,9 @@ def main() -> None:
                 for fmt, s in stats.items():
                     print(f"{layout:10s} {fmt:7s} {s['per_scene_bytes']:9,.0f} {s['per_round_mib']:10,.1f} "
                           f"{s['per_round_disk_mib']:9,.1f} {s['write_ms']:9.2f} {s['read_ms']:8.2f}")
+        if args.many_scenes:
+            results["many"] = pipeline_many(work, args.many_scenes, args.many_points, args.threads, args.seed, args.cr,
+                                             args.many_shards)
     finally:
         results["benchmark_process_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         if args.json is not None:

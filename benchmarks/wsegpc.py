@@ -1,6 +1,7 @@
 """WSegPC on the synthetic rooms: scene tags only vs tags + region-point consistency vs full labels.
 
     .venv/bin/python benchmarks/wsegpc.py --out bench_wsegpc --seeds 3 --steps 150
+    .venv/bin/python benchmarks/wsegpc.py --out bench_wsegpc_typed --layout typed   # rooms differ in classes
 
 Per seed, on a copy of one prepared project: the oracle gives every training room its tags, then
 stage 1 (multiple-instance loss on the tags), stage 2 (+ region-point consistency, from stage 1),
@@ -73,6 +74,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--scenes", type=int, default=12, help="rooms (a third are test rooms)")
     parser.add_argument("--points", type=int, default=4000, help="points per room")
+    parser.add_argument("--layout", default="mixed", help="synthetic layout: mixed | typed (rooms of different "
+                        "kinds, so scene tags differ between rooms)")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--cr", type=float, default=0.25)
     parser.add_argument("--lr", type=float, default=0.01)
@@ -83,7 +86,7 @@ def main() -> None:
 
     base = args.out / "_prepared"
     if not (base / "pcal.yaml").is_file():
-        prepare_project("synthetic", None, base, {"scenes": args.scenes, "points": args.points},
+        prepare_project("synthetic", None, base, {"scenes": args.scenes, "points": args.points, "layout": args.layout},
                         PrepareOptions(regions="supervoxel"))
     opts = {"steps": args.steps, "cr": args.cr, "lr": args.lr}
     with ProcessPoolExecutor(max_workers=args.workers) as pool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,10 +122,34 @@ class LabelCommit:
     skipped: bool = False
 
 
+class LazyMapping(Mapping):
+    """A read-only mapping over fixed keys whose values are computed when asked (not cached):
+    label updates of thousands of scenes passed to :func:`commit_labels` one scene at a time."""
+
+    def __init__(self, keys: Iterable[str], compute: Callable[[str], Any]) -> None:
+        self._keys = list(keys)
+        self._known = set(self._keys)
+        self._compute = compute
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._known:
+            raise KeyError(key)
+        return self._compute(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._known
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 def commit_labels(
     project: Project,
     new_round: int,
-    updates: dict[str, np.ndarray],
+    updates: Mapping[str, np.ndarray],
     *,
     source: str,
     unit: str,
@@ -135,7 +160,9 @@ def commit_labels(
 ) -> LabelCommit:
     """Create round ``new_round`` = the previous round's labels updated with ``updates``.
 
-    ``updates`` maps a scene to its full label array for the new round (-1 unknown). Labels only
+    ``updates`` maps a scene to its full label array for the new round (-1 unknown); a
+    :class:`LazyMapping` computes each scene's array when it is written, so memory holds one
+    scene at a time. Labels only
     grow: a label known before must stay known, and keep its class unless ``allow_relabel``.
     The same function serves the seed, the oracle and a person's import (``source``).
     ``extra_files`` (name -> JSON content) are written into the new round folder with it.

@@ -535,6 +535,11 @@ CASES: list[Case] = [
        lambda r: (r / "feats").mkdir()),
     _c("seed-oracle-balanced-region", "fresh", "seed --method oracle-balanced --unit region",
        ("seed", "-p", PROJ, "--method", "oracle-balanced", "--unit", "region", "--budget", "1%"), "--unit point"),
+    _c("prepare-synthetic-unknown-layout", None, "prepare synthetic --layout open-plan",
+       ("prepare", "synthetic", "-p", PROJ, "--scenes", "1", "--points", "300", "--layout", "open-plan"),
+       "--layout"),
+    _c("prepare-layout-not-synthetic", None, "prepare folder ... --layout typed (a synthetic-only option)",
+       PREPARE_FOLDER + ("--layout", "typed"), "only to synthetic", lambda r: raw_folder(r)),
 ]
 
 

@@ -37,6 +37,17 @@ def test_every_command_explains_itself(pcal, command):
     assert "--project" in result.out
 
 
+def test_help_prose_is_reflowed_and_examples_kept():
+    from pcal_cli.cli import app, reflow
+
+    text = "First line.\n\nA paragraph wrapped\nin the source.\n\nExample:\n\n  pcal a -p x\n  pcal b\n\n- one\n- two"
+    assert reflow(text) == ("First line.\n\nA paragraph wrapped in the source.\n\nExample:\n\n  pcal a -p x\n"
+                            "  pcal b\n\n- one\n- two")
+    assert reflow(None) is None
+    compare = next(info for info in app.registered_commands if info.name == "compare")
+    assert "by every method" in compare.help and "shared by\nevery" not in compare.help
+
+
 def test_prepare_synthetic_writes_scenes_and_config(pcal, tmp_path):
     proj = tmp_path / "demo"
     result = pcal("prepare", "synthetic", "-p", proj, "--scenes", "3", "--points", "3000", "--seed", "0")

@@ -95,3 +95,33 @@ def test_hybrid_contrastive_training_checkpoints_teacher_and_subprototypes(proje
         assert torch.equal(whole[key], resumed[key]), key
     with pytest.raises(PcalError, match="cannot be combined"):
         train(project, 0, TrainOptions(semi="teacher-student", reg="hybrid-contrastive"), force=True)
+
+
+def test_contrastive_teacher_ramps_to_099():
+    from pcal_cli.training.recipes import CONTRASTIVE_KEEP, contrastive_keep
+
+    assert contrastive_keep(0) == 0.0  # the first step copies the student
+    assert contrastive_keep(9) == pytest.approx(0.9)
+    assert contrastive_keep(5000) == CONTRASTIVE_KEEP == 0.99
+    assert all(contrastive_keep(s) <= contrastive_keep(s + 1) for s in range(500))
+
+
+def test_contrastive_teacher_copies_the_student_at_the_first_step(project):
+    from dataclasses import replace
+
+    train(project, 0, replace(REG, steps=1))
+    state = load_checkpoint(project.round_dir(0) / MODEL_FILE)
+    for key, value in state["model"].items():
+        assert torch.equal(state["teacher"][key], value), key
+
+
+def test_regulariser_weights_change_training(project):
+    # with every point confident (reg_conf 0) the regulariser is active from the first step, so
+    # its weights must change the trained network
+    from dataclasses import replace
+
+    weights = {}
+    for w in (0.0, 1.0):
+        train(project, 0, replace(REG, steps=3, reg_conf=0.0, reg_weights=(w, w, w)), force=True)
+        weights[w] = load_checkpoint(project.round_dir(0) / MODEL_FILE)["model"]
+    assert any(not torch.equal(weights[0.0][k], weights[1.0][k]) for k in weights[0.0])

@@ -95,6 +95,30 @@ def test_bad_room_arguments_raise_pcal_error():
         synthetic_room(0, 0, "x")
     with pytest.raises(PcalError):
         synthetic_room(-5, 100, "x")
+    with pytest.raises(PcalError, match="layout"):
+        synthetic_room(0, 100, "x", layout="open-plan")
+    with pytest.raises(PcalError, match="--layout"):
+        open_synthetic(layout="Typed")
+
+
+def test_mixed_layout_is_the_default():
+    _same(synthetic_room(2, 3000, "room_001"), synthetic_room(2, 3000, "room_001", layout="mixed"))
+
+
+def test_typed_rooms_hold_different_classes():
+    rooms = [scene.load() for scene in open_synthetic(seed=0, scenes=15, points=3000, layout="typed").scenes]
+    _same(rooms[4], synthetic_room(0, 3000, "room_004", layout="typed"))
+    assert not np.array_equal(rooms[4].xyz, synthetic_room(0, 3000, "room_004").xyz)
+    present = np.stack([np.bincount(s.label, minlength=13) > 0 for s in rooms])
+    shell = [CLASS[c] for c in ("ceiling", "floor", "wall")]
+    assert present[:, shell].all()
+    # every other class is missing from some rooms, and most are held by some
+    furniture = [CLASS[c] for c in ("door", "window", "table", "chair", "sofa", "bookcase", "board")]
+    assert not present[:, furniture].all(axis=0).any()
+    assert present[:, furniture].any(axis=0).sum() >= 6
+    assert len({tuple(row) for row in present}) >= 8
+    counts = present.sum(axis=1)
+    assert counts.min() <= 6 and counts.max() >= 10, counts
 
 
 def test_plausible_geometry(default_rooms):
@@ -120,3 +144,10 @@ def test_doors_and_windows_differ_from_walls_in_colour(default_rooms):
     wall = rgb[label == CLASS["wall"]].mean(axis=0)
     for name in ("door", "window"):
         assert np.abs(rgb[label == CLASS[name]].mean(axis=0) - wall).sum() > 40
+
+
+def test_item_as_wide_as_its_area_does_not_crash():
+    # room_137 of seed 0 draws a floor-clutter item exactly as wide as its free square; rounding
+    # once made the centre's range negative and numpy raised ValueError
+    scene = synthetic_room(0, 2000, "room_137")
+    assert len(scene) == 2000 and (scene.label == CLASS["clutter"]).any()

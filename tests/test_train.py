@@ -84,6 +84,37 @@ def test_train_reads_round_labels_only_and_is_deterministic(project):
     assert not _same(weights, _weights(other_seed.path))
 
 
+def test_scene_list_reads_on_demand_within_its_cache():
+    from pcal_cli.training.scenes import SceneList, nbytes
+
+    reads = []
+
+    def load(name):
+        reads.append(name)
+        return (np.full(100, int(name[1:]), dtype=np.int64), None) if name != "s3" else None
+
+    names = [f"s{i}" for i in range(6)]
+    scenes = SceneList.of_usable(names, load, cache_bytes=2 * 800)  # room for two items
+    assert scenes.names == ["s0", "s1", "s2", "s4", "s5"] and len(scenes) == 5 and reads == names
+    assert int(scenes[3][0][0]) == 4 and int(scenes[-1][0][0]) == 5
+    assert reads == names  # s4 and s5 are the two cached ones
+    assert int(scenes[0][0][0]) == 0 and reads[-1] == "s0"  # s0 was evicted: read again
+    assert [int(item[0][0]) for item in scenes] == [0, 1, 2, 4, 5]
+    assert sum(nbytes(item) for _, (item, _) in scenes._cache.items()) <= 2 * 800
+    with pytest.raises(IndexError):
+        scenes[5]
+
+
+def test_training_with_a_tiny_scene_cache_gives_the_same_weights(project, monkeypatch):
+    import pcal_cli.training.scenes as scenes_module
+
+    _label_round(project)
+    reference = _weights(train(project, 0, TrainOptions(**TINY)).path)
+    monkeypatch.setattr(scenes_module, "CACHE_BYTES", 1)  # every step reads its scenes again
+    again = train(project, 0, TrainOptions(**TINY), force=True)
+    assert _same(reference, _weights(again.path))
+
+
 def test_existing_model_is_skipped(project):
     _label_round(project)
     train(project, 0, TrainOptions(**TINY))

@@ -28,7 +28,7 @@ from pcal_cli.data.ply import read_ply
 from pcal_cli.data.scene import Scene
 from pcal_cli.errors import PcalError
 from pcal_cli.project import Project
-from pcal_cli.rounds import QUERIES_FILE, load_labels, read_json
+from pcal_cli.rounds import QUERIES_FILE, LazyMapping, load_labels, read_json
 from pcal_cli.units import DEFAULT_CELL, check_unit, query_mask, unit_ids
 
 MANIFEST = "manifest.json"
@@ -70,6 +70,14 @@ def _check_queries(queries: dict[str, Any], round_index: int, where: str) -> Non
 def query_scenes(project: Project, round_index: int, queries: dict[str, Any] | None = None,
                  scenes: dict[str, Scene] | None = None) -> dict[str, QueryScene]:
     """Every queried scene (in training-split order) with its round-N labels and query mask."""
+    lazy = lazy_query_scenes(project, round_index, queries, scenes)
+    return {name: lazy[name] for name in lazy}
+
+
+def lazy_query_scenes(project: Project, round_index: int, queries: dict[str, Any] | None = None,
+                      scenes: dict[str, Scene] | None = None) -> LazyMapping:
+    """The queried scenes as a mapping that reads each scene when asked for it, so a round over
+    thousands of scenes holds one at a time (see :func:`query_scenes`)."""
     if queries is None:
         queries = load_queries(project, round_index)
     else:
@@ -83,17 +91,17 @@ def query_scenes(project: Project, round_index: int, queries: dict[str, Any] | N
     outside = sorted(set(selected) - set(train))
     if outside:
         raise PcalError(f"queries name scene(s) outside the training split: {', '.join(outside[:5])}")
-    result = {}
-    for name in (n for n in train if n in selected):
+
+    def one(name: str) -> QueryScene:
         scene = (scenes or {}).get(name)
         if scene is None:
             scene = read_ply(project.scene_path("train", name), name=name)
         known = load_labels(project, round_index, name, len(scene))
         ids = unit_ids(scene, unit, cell)
         units = np.unique(np.asarray(selected[name], dtype=np.int64))
-        mask = query_mask(ids, known, units)
-        result[name] = QueryScene(scene, known, units, ids, mask)
-    return result
+        return QueryScene(scene, known, units, ids, query_mask(ids, known, units))
+
+    return LazyMapping([n for n in train if n in selected], one)
 
 
 def query_points(project: Project, round_index: int, queries: dict[str, Any] | None = None,

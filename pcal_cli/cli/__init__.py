@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import warnings
 from pathlib import Path
@@ -60,6 +61,33 @@ loop.register(app)
 compare.register(app)
 check.register(app)
 report.register(app)
+
+
+def reflow(text: str | None) -> str | None:
+    """Help text with each prose paragraph on one line, so the terminal wraps it, not the source.
+
+    Typer keeps single line breaks of command help, so text wrapped at 100 columns in the source
+    came out ragged in an 80-column terminal. Paragraphs with an indented line (examples) or a
+    list item keep their lines."""
+    if not text:
+        return text
+    paragraphs = []
+    for paragraph in inspect.cleandoc(text).split("\n\n"):
+        lines = paragraph.split("\n")
+        keep = paragraph.startswith("\b") or any(
+            line.startswith((" ", "\t", "- ", "* ")) or line[:3].rstrip(".").isdigit() for line in lines)
+        paragraphs.append(paragraph if keep else " ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)
+
+
+def _reflow_all(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        info.help = reflow(info.help)
+    for group in typer_app.registered_groups:
+        _reflow_all(group.typer_instance)
+
+
+_reflow_all(app)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -21,8 +21,8 @@ every method, so methods differ only by what they select; each (method, seed) ru
 rounds in PROJ/compare/<method>/s<seed>/ (the scenes are linked, not copied) with the same
 training recipe; --full-reference trains a fully supervised model per seed with the same recipe.
 Finished runs are skipped and an interrupted run continues, so the command can simply be run
-again. --seed-method method lets each method draw its own preset seed instead. Then:
-pcal report PROJ/compare
+again. --seed-method method lets each method draw its own preset seed instead. Then
+'pcal report PROJ/compare' shows the tables and the plot.
 
 Methods: {', '.join(METHODS)}.
 

@@ -17,6 +17,7 @@ from pcal_cli.prepare import REGION_KINDS, PrepareOptions, PrepareResult, prepar
 DATASET_OPTIONS = {
     "scenes": ("synthetic",),
     "points": ("synthetic",),
+    "layout": ("synthetic",),
     "test_area": ("s3dis",),
     "split_file": ("scannet", "folder"),
     "frame_step": ("semantickitti",),
@@ -33,6 +34,8 @@ dropped with a count. Labelling regions are computed here and stored in each PLY
 Examples:
 
   pcal prepare synthetic -p demo --scenes 6 --points 40000 --seed 0
+
+  pcal prepare synthetic -p tagged --layout typed
 
   pcal prepare s3dis ~/data/Stanford3dDataset_v1.2_Aligned_Version -p s3dis --grid 0.04
 
@@ -69,6 +72,9 @@ def prepare(
     scenes: Annotated[Optional[int], typer.Option(help="synthetic: number of rooms (default: 6).", show_default=False)] = None,
     points: Annotated[Optional[int], typer.Option(help="synthetic: points per room (default: 40000).",
                                                   show_default=False)] = None,
+    layout: Annotated[Optional[str], typer.Option(
+        help="synthetic: mixed (every room furnished alike) | typed (offices, lounges, libraries, corridors, "
+             "storerooms: rooms hold different classes) (default: mixed).", show_default=False)] = None,
     test_area: Annotated[Optional[int], typer.Option(help="s3dis: the test area (default: 5).", show_default=False)] = None,
     split_file: Annotated[Optional[Path], typer.Option(help="scannet / folder: YAML or text file assigning scenes "
                                                        "to train / val / test.", show_default=False)] = None,
@@ -86,7 +92,7 @@ def prepare(
         raise PcalError("no project given: pass -p/--project PATH or set PCAL_PROJECT")
     if dataset not in DATASETS:
         raise PcalError(f"unknown dataset '{dataset}' (choose from {', '.join(DATASETS)})")
-    given = {"scenes": scenes, "points": points, "test_area": test_area, "split_file": split_file,
+    given = {"scenes": scenes, "points": points, "layout": layout, "test_area": test_area, "split_file": split_file,
              "frame_step": frame_step, "classes": classes, "label_field": label_field}
     dataset_options = _dataset_options(dataset, given)
     if dataset == "synthetic":

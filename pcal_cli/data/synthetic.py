@@ -8,11 +8,17 @@ Python loop (tens of them); points never are.
 
 Everything is deterministic from ``(seed, name)``: the random generator is
 ``numpy.random.default_rng([seed, crc32(name)])``.
+
+Two layouts. ``mixed`` (the default) furnishes every room from the same menu, so almost every
+room holds almost every class. ``typed`` first draws what the room is (an office, lounge,
+library, corridor or storeroom) and furnishes it for that use only, so rooms differ in which
+classes they hold, as real scans do: what scene-level tags (WSegPC) need to carry information.
 """
 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -215,34 +221,70 @@ def _random_color(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(20, 235, 3)
 
 
-def synthetic_room(seed: int, points: int, name: str) -> Scene:
+@dataclass(frozen=True)
+class RoomKind:
+    """How a room is furnished: a probability or an ``[lo, hi)`` count for each kind of object."""
+
+    name: str
+    board: float = 0.9
+    bookcases: tuple[int, int] = (1, 3)
+    sofa: float = 0.55
+    tables: tuple[int, int] = (1, 4)
+    loose_chairs: tuple[int, int] = (0, 3)
+    floor_clutter: tuple[int, int] = (2, 7)
+    windows: tuple[int, int] = (1, 4)
+    doors: tuple[int, int] = (1, 3)
+    size: tuple[float, float, float, float] = (4, 9, 3, 7)  # lx range, ly range in metres
+
+
+MIXED = RoomKind("mixed")
+ROOM_KINDS = (
+    RoomKind("office", bookcases=(0, 2), sofa=0.0),
+    RoomKind("lounge", board=0.0, sofa=1.0, tables=(0, 1), loose_chairs=(1, 4), floor_clutter=(0, 3),
+             doors=(0, 2)),
+    RoomKind("library", board=0.0, bookcases=(2, 5), sofa=0.0, tables=(1, 3), loose_chairs=(0, 1),
+             floor_clutter=(0, 1), windows=(1, 3)),
+    RoomKind("corridor", board=0.0, bookcases=(0, 1), sofa=0.0, tables=(0, 1), loose_chairs=(0, 1),
+             floor_clutter=(0, 1), windows=(0, 1), doors=(0, 3), size=(6, 12, 1.8, 2.6)),
+    RoomKind("storeroom", board=0.0, bookcases=(1, 4), sofa=0.0, tables=(0, 1), loose_chairs=(0, 1),
+             floor_clutter=(6, 12), windows=(0, 1), doors=(0, 2), size=(3, 6, 2.5, 5)),
+)
+LAYOUTS = ("mixed", "typed")
+
+
+def synthetic_room(seed: int, points: int, name: str, layout: str = "mixed") -> Scene:
     """A procedural S3DIS-like room with exactly ``points`` points, deterministic in ``(seed, name)``.
 
     The room spans ``[0, lx] x [0, ly] x [0, height]`` (4-9 m x 3-7 m x 2.6-3.4 m) with floor,
     ceiling and walls, doors and windows set into the walls (door leaves recessed 5 cm with an
     outset frame, window panes recessed 12 cm with their reveals), sometimes a beam and a column,
     a board, bookcases with shelves and books, sometimes a sofa, tables with legs, chairs and
-    clutter on tables and the floor. Labels are S3DIS class ids (0..12).
+    clutter on tables and the floor. Labels are S3DIS class ids (0..12). ``layout="typed"``
+    draws one of :data:`ROOM_KINDS` first and furnishes the room for that use only.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise PcalError(f"synthetic seed must be a non-negative integer, got {seed!r}")
     if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < MIN_POINTS:
         raise PcalError(f"synthetic points must be a positive integer, got {points!r}")
+    if layout not in LAYOUTS:
+        raise PcalError(f"synthetic layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     rng = np.random.default_rng([int(seed), zlib.crc32(name.encode("utf-8"))])
+    kind = MIXED if layout == "mixed" else ROOM_KINDS[int(rng.integers(len(ROOM_KINDS)))]
     s = _Surfaces()
-    lx, ly, h = float(rng.uniform(4, 9)), float(rng.uniform(3, 7)), float(rng.uniform(2.6, 3.4))
+    x0, x1, y0, y1 = kind.size
+    lx, ly, h = float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1)), float(rng.uniform(2.6, 3.4))
     room = _Room(lx, ly, h)
 
-    _add_shell(s, room, rng)
-    _add_wall_objects(s, room, rng)
-    _add_tables_and_chairs(s, room, rng)
-    _add_floor_clutter(s, room, rng)
+    _add_shell(s, room, rng, kind)
+    _add_wall_objects(s, room, rng, kind)
+    _add_tables_and_chairs(s, room, rng, kind)
+    _add_floor_clutter(s, room, rng, kind)
 
     xyz, label, rgb = s.sample(int(points), rng)
     return Scene(name=name, xyz=xyz.astype(np.float32), label=label, rgb=rgb)
 
 
-def _add_shell(s: _Surfaces, room: _Room, rng: np.random.Generator) -> None:
+def _add_shell(s: _Surfaces, room: _Room, rng: np.random.Generator, kind: RoomKind) -> None:
     """Floor, ceiling (split around a beam), beam, column, doors, windows and the walls around them."""
     lx, ly, h = room.lx, room.ly, room.height
     s.quad((0, 0, 0), (lx, 0, 0), (0, ly, 0), FLOOR, _tint(rng, FLOOR, 0.04))
@@ -275,7 +317,7 @@ def _add_shell(s: _Surfaces, room: _Room, rng: np.random.Generator) -> None:
             room.wall_used[wall].append((a0, a0 + size))
             room.floor_used.append(room.walls[wall].rect(a0, a0 + size, 0, size))
 
-    for _ in range(int(rng.integers(1, 3))):  # doors: recessed leaf, outset frame, clear floor
+    for _ in range(int(rng.integers(*kind.doors))):  # doors: recessed leaf, outset frame, clear floor
         width, top = float(rng.uniform(0.85, 1.0)), float(rng.uniform(2.0, min(2.2, h - 0.2)))
         spot = room.place_on_wall(rng, width)
         if spot is None:
@@ -292,7 +334,7 @@ def _add_shell(s: _Surfaces, room: _Room, rng: np.random.Generator) -> None:
         room.openings[wall].append((a0, a1, 0.0, top))
         room.floor_used.append(frame.rect(a0 - 0.1, a1 + 0.1, 0, 0.9))
 
-    for _ in range(int(rng.integers(1, 4))):  # windows: recessed pane with reveals
+    for _ in range(int(rng.integers(*kind.windows))):  # windows: recessed pane with reveals
         width = float(rng.uniform(1.0, 2.0))
         bottom, top = float(rng.uniform(0.8, 1.0)), float(rng.uniform(2.0, min(2.5, h - 0.25)))
         spot = room.place_on_wall(rng, width)
@@ -338,10 +380,10 @@ def _wall_with_openings(s: _Surfaces, room: _Room, wall: int, color: np.ndarray)
     frame.quad(s, cursor, length, 0, 0, h, WALL, color)
 
 
-def _add_wall_objects(s: _Surfaces, room: _Room, rng: np.random.Generator) -> None:
+def _add_wall_objects(s: _Surfaces, room: _Room, rng: np.random.Generator, kind: RoomKind) -> None:
     """A board, bookcases (with shelves and books) and sometimes a sofa, all against walls."""
     h = room.height
-    if rng.random() < 0.9:
+    if rng.random() < kind.board:
         width = float(rng.uniform(1.2, 2.8))
         spot = room.place_on_wall(rng, width)
         if spot is None:
@@ -354,7 +396,7 @@ def _add_wall_objects(s: _Surfaces, room: _Room, rng: np.random.Generator) -> No
                                  _tint(rng, BOARD, 0.03), skip=("back",))
             room.wall_used[wall].append((a0, a0 + width))
 
-    for _ in range(int(rng.integers(1, 3))):
+    for _ in range(int(rng.integers(*kind.bookcases))):
         width, depth = float(rng.uniform(0.8, 1.2)), float(rng.uniform(0.3, 0.4))
         height = float(rng.uniform(1.8, min(2.2, h - 0.3)))
         spot = room.place_on_wall(rng, width)
@@ -368,7 +410,7 @@ def _add_wall_objects(s: _Surfaces, room: _Room, rng: np.random.Generator) -> No
         room.wall_used[wall].append((a0, a0 + width))
         room.floor_used.append(rect)
 
-    if rng.random() < 0.55:
+    if rng.random() < kind.sofa:
         length, depth = float(rng.uniform(1.6, 2.2)), float(rng.uniform(0.8, 0.9))
         spot = room.place_on_wall(rng, length)
         if spot is not None:
@@ -411,9 +453,9 @@ def _sofa(s: _Surfaces, f: _Frame, a0: float, length: float, depth: float, rng: 
         f.box(s, lo, lo + arm, 0, depth, 0.0, 0.62, SOFA, color * 0.97, skip=("bottom", "back"))
 
 
-def _add_tables_and_chairs(s: _Surfaces, room: _Room, rng: np.random.Generator) -> None:
+def _add_tables_and_chairs(s: _Surfaces, room: _Room, rng: np.random.Generator, kind: RoomKind) -> None:
     """Free-standing tables with legs, chairs around them facing the table, clutter on top."""
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(*kind.tables))):
         length, width = float(rng.uniform(1.2, 2.0)), float(rng.uniform(0.6, 1.0))
         if rng.random() < 0.5:
             length, width = width, length
@@ -450,7 +492,7 @@ def _add_tables_and_chairs(s: _Surfaces, room: _Room, rng: np.random.Generator) 
                 facing = 3 if side == 0 else 1
             _try_chair(s, room, rng, cx, cy, facing)
 
-    for _ in range(int(rng.integers(0, 3))):  # a few chairs elsewhere
+    for _ in range(int(rng.integers(*kind.loose_chairs))):  # a few chairs elsewhere
         _try_chair(s, room, rng, float(rng.uniform(0.5, room.lx - 0.5)),
                    float(rng.uniform(0.5, room.ly - 0.5)), int(rng.integers(4)))
 
@@ -481,8 +523,8 @@ def _clutter_item(s: _Surfaces, rng: np.random.Generator, area: tuple[float, flo
     x0, y0, x1, y1 = area
     size = rng.uniform(0.08, 0.3 if small else 0.5, 3)
     size[:2] = np.minimum(size[:2], (x1 - x0, y1 - y0))
-    cx = float(rng.uniform(x0 + size[0] / 2, x1 - size[0] / 2))
-    cy = float(rng.uniform(y0 + size[1] / 2, y1 - size[1] / 2))
+    cx = _uniform(rng, x0 + size[0] / 2, x1 - size[0] / 2)
+    cy = _uniform(rng, y0 + size[1] / 2, y1 - size[1] / 2)
     color = _random_color(rng)
     if rng.random() < 0.6:
         s.box((cx - size[0] / 2, cy - size[1] / 2, z), (cx + size[0] / 2, cy + size[1] / 2, z + size[2]),
@@ -491,9 +533,15 @@ def _clutter_item(s: _Surfaces, rng: np.random.Generator, area: tuple[float, flo
         s.dome((cx, cy, z), size / 2, CLUTTER, color)
 
 
-def _add_floor_clutter(s: _Surfaces, room: _Room, rng: np.random.Generator) -> None:
+def _uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """A uniform draw in ``[lo, hi]``; ``lo`` when rounding left ``hi`` a hair below it (an item as
+    wide as its area)."""
+    return float(rng.uniform(lo, hi)) if hi >= lo else lo
+
+
+def _add_floor_clutter(s: _Surfaces, room: _Room, rng: np.random.Generator, kind: RoomKind) -> None:
     """Boxes and blobs standing on the floor where there is room (bins, bags, boxes)."""
-    for _ in range(int(rng.integers(2, 7))):
+    for _ in range(int(rng.integers(*kind.floor_clutter))):
         size = float(rng.uniform(0.25, 0.6))
         for _ in range(20):
             x0 = float(rng.uniform(0.1, room.lx - size - 0.1))

@@ -9,14 +9,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from pcal_cli.atomic import atomic_open
 from pcal_cli.errors import PcalError
 from pcal_cli.evaluation.report import CurvePoint, RunReport, curve, full_reference
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 BAND = "min-max over runs"
 QUERY_COLOR = "#e6007e"  # strong magenta: absent from typical indoor/outdoor colours
@@ -46,8 +48,7 @@ def learning_curve(groups: dict[str, list[RunReport]], path: str | os.PathLike, 
         raise PcalError("no evaluated round to plot: run 'pcal evaluate' on some rounds first")
     runs = [run for method in series for run in groups[method]]
     split = runs[0].split
-    fig = Figure(figsize=(7.5, 4.8), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure(figsize=(7.5, 4.8), dpi=120)
     ax = fig.add_subplot()
     colors = [f"C{i % 10}" for i in range(len(series))]
     for color, (method, points) in zip(colors, series.items()):
@@ -100,8 +101,7 @@ def scene_queries(scene_xyz: np.ndarray, rgb: np.ndarray | None, query_mask: np.
 
     extent = np.ptp(xyz, axis=0) if len(xyz) else np.zeros(3)
     horizontal = 0 if extent[0] >= extent[1] else 1  # the side view looks across the longer axis
-    fig = Figure(figsize=(12, 5.5), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure(figsize=(12, 5.5), dpi=110)
     size = float(np.clip(6e4 / max(len(drawn), 1), 0.3, 6.0))
     views = (("top-down view", 0, 1), (f"side view ({'xy'[horizontal]}-z)", horizontal, 2))
     for column, (name, a, b) in enumerate(views, start=1):
@@ -115,6 +115,8 @@ def scene_queries(scene_xyz: np.ndarray, rgb: np.ndarray | None, query_mask: np.
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(f"{'xyz'[a]} (m)")
         ax.set_ylabel(f"{'xyz'[b]} (m)")
+    from matplotlib.lines import Line2D
+
     handles = [
         Line2D([], [], marker="o", linestyle="", color=QUERY_COLOR, label=f"queried ({int(query.sum()):,} points)"),
         Line2D([], [], marker="o", linestyle="", color=LABELLED_COLOR,
@@ -143,6 +145,16 @@ def _subsample(query: np.ndarray, max_points: int, seed: int) -> np.ndarray:
 
 def _rgb(hex_color: str) -> np.ndarray:
     return np.array([int(hex_color[i:i + 2], 16) / 255.0 for i in (1, 3, 5)])
+
+
+def _figure(figsize: tuple[float, float], dpi: int) -> Figure:
+    """A figure on its own Agg canvas (matplotlib is imported here: it takes a second or more)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> None:

@@ -15,7 +15,6 @@ sorted order (no Python loop), about 0.1 microseconds per region.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from pcal_cli.errors import PcalError
 from pcal_cli.selection.topk import check_costs, rank_descending, select_topk
@@ -41,6 +40,8 @@ def cluster_regions(features: np.ndarray, clusters: int, seed: int) -> np.ndarra
     k = min(int(clusters), rows)
     if k <= 1:
         return np.zeros(len(features), dtype=np.int64)
+    from sklearn.cluster import KMeans, MiniBatchKMeans  # here: importing sklearn takes seconds
+
     if len(features) > MINIBATCH_ROWS:
         model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096)
     else:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pcal_cli.annotation.export import load_queries, query_scenes
+import numpy as np
+
+from pcal_cli.annotation.export import lazy_query_scenes, load_queries
 from pcal_cli.project import Project
-from pcal_cli.rounds import LABELLING_FILE, QUERIES_FILE, LabelCommit, commit_labels, read_json, sync_ledger
+from pcal_cli.rounds import (LABELLING_FILE, QUERIES_FILE, LabelCommit, LazyMapping, commit_labels, read_json,
+                             sync_ledger)
 from pcal_cli.steps.pool import reveal
 
 
@@ -15,13 +18,20 @@ def oracle_round(project: Project, round_index: int) -> LabelCommit:
         sync_ledger(project)  # a run killed between the round's rename and the ledger update
         return LabelCommit(new_round, 0, {}, skipped=True)
     queries = load_queries(project, round_index)
-    updates, units = {}, {}
-    for name, asked in query_scenes(project, round_index, queries).items():
-        new = asked.known.copy()
-        new[asked.mask] = reveal(project, name, asked.mask)[asked.mask]
-        updates[name] = new
-        units[name] = len(asked.units)
-    return commit_labels(project, new_round, updates, source="oracle", unit=queries["unit"], units=units,
+    asked = lazy_query_scenes(project, round_index, queries)
+    per_scene: dict[str, set[int]] = {}
+    for entry in queries["queries"]:
+        per_scene.setdefault(entry["scene"], set()).add(int(entry["unit"]))
+    units = {name: len(per_scene[name]) for name in asked}
+
+    def answered(name: str) -> np.ndarray:  # one scene read at a time, when commit_labels writes it
+        query = asked[name]
+        new = query.known.copy()
+        new[query.mask] = reveal(project, name, query.mask)[query.mask]
+        return new
+
+    return commit_labels(project, new_round, LazyMapping(asked, answered), source="oracle", unit=queries["unit"],
+                         units=units,
                          details={"queries_round": round_index, "spent_points": queries["spent_points"]})
 
 

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from pcal_cli.atomic import write_text
-from pcal_cli.data.ply import read_ply
+from pcal_cli.data.ply import ply_vertex_count, read_ply
 from pcal_cli.errors import PcalError
 from pcal_cli.project import Project
-from pcal_cli.rounds import LabelCommit, commit_labels, read_ledger, sync_ledger
+from pcal_cli.rounds import LabelCommit, LazyMapping, commit_labels, read_ledger, sync_ledger
 from pcal_cli.selection import select_topk
 from pcal_cli.selection.budget import parse_budget
 from pcal_cli.selection.topk import select_top_per_group
@@ -22,11 +22,84 @@ from pcal_cli.units import DEFAULT_CELL, check_unit, unit_ids
 
 SEED_METHODS = ("random", "seedal", "oracle-balanced")
 SEED_FILE = "seed.json"
+SCORE_BINS = 1 << 16  # histogram of the random scores of random points (see random_seed_points)
+CHUNK = 1 << 22  # random scores drawn per call
+
+
+def _scores(rng: np.random.Generator, n: int):
+    """The next ``n`` random scores of ``rng``, in chunks: (offset, scores) pairs. The same values
+    as one ``rng.random(n)`` call."""
+    for start in range(0, n, CHUNK):
+        yield start, rng.random(min(CHUNK, n - start))
 
 
 def random_seed_units(project: Project, unit: str, budget_text: str, seed: int,
                       cell: float = DEFAULT_CELL) -> dict[str, np.ndarray]:
     """Random units of the training split under the budget: scene -> selected unit ids."""
+    if unit == "point":
+        return random_seed_points(project, budget_text, seed)
+    return random_seed_table(project, unit, budget_text, seed, cell)
+
+
+def random_seed_points(project: Project, budget_text: str, seed: int) -> dict[str, np.ndarray]:
+    """Random points, chosen as :func:`random_seed_table` chooses them (one random score per point
+    of the split, in scene order; the highest scores, ties by point order) without a row per
+    point: the point counts come from the PLY headers, a first pass over the scores counts them
+    in :data:`SCORE_BINS` bins to find the bin of the last chosen score, a second pass (the same
+    random stream again) keeps the points above that bin and ranks the few inside it. Memory is
+    the budget plus one bin, not the split (a SemanticKITTI-sized split has billions of points)."""
+    budget = parse_budget(budget_text)
+    names = project.scenes("train")
+    counts = [ply_vertex_count(project.scene_path("train", name)) for name in names]
+    picked: dict[str, np.ndarray] = {}
+    if budget.kind == "per_scene":
+        rng = np.random.default_rng(seed)
+        for name, n in zip(names, counts):
+            scores = np.concatenate([chunk for _, chunk in _scores(rng, n)]) if n else np.zeros(0)
+            top = np.argsort(-scores, kind="stable")[:budget.units_per_scene]
+            if len(top):
+                picked[name] = np.sort(top).astype(np.int64)
+        return picked
+    total = sum(counts)
+    points = budget.points(training_points(project))
+    if points > total:
+        raise PcalError(f"budget of {points:,} points exceeds the {total:,} training points")
+    if points <= 0:
+        raise PcalError(f"budget of {points:,} points is smaller than the smallest point")
+    histogram = np.zeros(SCORE_BINS, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    for n in counts:
+        for _, chunk in _scores(rng, n):
+            histogram += np.bincount((chunk * SCORE_BINS).astype(np.int64), minlength=SCORE_BINS)
+    at_or_above = np.cumsum(histogram[::-1])[::-1]
+    edge = int(np.flatnonzero(at_or_above >= points)[-1])  # the bin holding the last chosen score
+    need = points - (int(at_or_above[edge + 1]) if edge + 1 < SCORE_BINS else 0)
+    rng = np.random.default_rng(seed)
+    sure: list[np.ndarray] = []
+    edge_scene, edge_point, edge_score = [], [], []
+    for index, n in enumerate(counts):
+        taken = []
+        for start, chunk in _scores(rng, n):
+            bins = (chunk * SCORE_BINS).astype(np.int64)
+            taken.append(start + np.flatnonzero(bins > edge))
+            inside = np.flatnonzero(bins == edge)
+            edge_scene.append(np.full(len(inside), index))
+            edge_point.append(start + inside)
+            edge_score.append(chunk[inside])
+        sure.append(np.concatenate(taken) if taken else np.zeros(0, dtype=np.int64))
+    scene_of, point_of = np.concatenate(edge_scene), np.concatenate(edge_point)
+    best = np.argsort(-np.concatenate(edge_score), kind="stable")[:need]  # ties: split order
+    for index, name in enumerate(names):
+        chosen = np.concatenate([sure[index], point_of[best][scene_of[best] == index]])
+        if len(chosen):
+            picked[name] = np.sort(chosen).astype(np.int64)
+    return picked
+
+
+def random_seed_table(project: Project, unit: str, budget_text: str, seed: int,
+                      cell: float = DEFAULT_CELL) -> dict[str, np.ndarray]:
+    """Random units from a table of every unit of the split: one random score per unit, in scene
+    order; a global budget takes the highest scores that fit (ties by unit order)."""
     budget = parse_budget(budget_text)
     names = project.scenes("train")
     rng = np.random.default_rng(seed)
@@ -124,14 +197,14 @@ def seed_round(project: Project, method: str = "random", unit: str | None = None
         picked, report = seedal_seed_scenes(project, budget, seed, **(seedal or {}))
     else:
         picked = SEEDERS[method](project, unit, budget, seed, cell)
-    updates, units = {}, {}
-    for name, chosen in picked.items():
-        scene = pool_scene(project, name)
-        mask = np.isin(unit_ids(scene, unit, cell), chosen)
-        updates[name] = reveal(project, name, mask)
-        units[name] = len(chosen)
+
+    def revealed(name: str) -> np.ndarray:  # one scene read at a time, when commit_labels writes it
+        return reveal(project, name, np.isin(unit_ids(pool_scene(project, name), unit, cell), picked[name]))
+
+    units = {name: len(chosen) for name, chosen in picked.items()}
     details = {"method": method, "budget": budget, "seed": seed, "cell": cell}
-    return commit_labels(project, 0, updates, source="seed", unit=unit, units=units, details=details,
+    return commit_labels(project, 0, LazyMapping(picked, revealed), source="seed", unit=unit, units=units,
+                         details=details,
                          extra_files={SEED_FILE: report} if report is not None else None)
 
 

@@ -30,6 +30,7 @@ from pcal_cli.training.data import input_channels
 from pcal_cli.training.mean_teacher import SEMI_RECIPES
 from pcal_cli.training.precision import PRECISIONS, autocast, check_precision, make_scaler
 from pcal_cli.training.recipes import make_recipe
+from pcal_cli.training.scenes import SceneList
 
 OPTIMIZERS = ("adamw", "sgd")
 REG_RECIPES = ("none", "hybrid-contrastive")
@@ -138,32 +139,33 @@ def check_options(options: TrainOptions) -> None:
             raise PcalError(f"--image-features {options.image_features}: no such folder")
 
 
-def load_training_scenes(project: Project, round_index: int | None) -> list[tuple[Scene, np.ndarray]]:
-    """Training scenes with the labels the round knows (``None``: all ground truth, the reference).
+def load_training_scenes(project: Project, round_index: int | None) -> SceneList:
+    """Training scenes with the labels the round knows (``None``: all ground truth, the reference),
+    as a :class:`SceneList` read on demand.
 
     The PLY's ground truth is dropped from every scene returned for a round.
     """
     if not project.scenes("train"):
         raise PcalError(f"{project.root}: the project has no training scenes")
     names = project.scenes("train") if round_index is None else labelled_scenes(project, round_index)
-    scenes = []
-    for name in names:
+
+    def load(name: str) -> tuple[Scene, np.ndarray] | None:
         scene = read_ply(project.scene_path("train", name))
         if round_index is None:
             labels = scene.label.copy()
         else:
             labels = load_labels(project, round_index, name, len(scene))
         scene.label = np.full(len(scene), -1, dtype=np.int16)  # never let ground truth leak
-        if (labels >= 0).any():
-            scenes.append((scene, labels))
+        return (scene, labels) if (labels >= 0).any() else None
+
+    scenes = SceneList.of_usable(names, load)
     if not scenes:
         where = "the training split" if round_index is None else f"round {round_index}"
         raise PcalError(f"{project.root}: {where} has no labelled points to train on")
     return scenes
 
 
-def load_tagged_scenes(project: Project, round_index: int | None,
-                       ) -> list[tuple[Scene, np.ndarray, np.ndarray]]:
+def load_tagged_scenes(project: Project, round_index: int | None) -> SceneList:
     """Training scenes with the round's tags and labels: ``(scene, labels, tags [C])`` (WSegPC)."""
     from pcal_cli.steps.tags import load_tags
 
@@ -173,29 +175,28 @@ def load_tagged_scenes(project: Project, round_index: int | None,
     if not tags:
         raise PcalError(f"round {round_index} has no scene tags ('pcal label --oracle --unit tags' or "
                         "'pcal label import-tags FILE')")
-    scenes = []
-    for name in sorted(tags):
+
+    def load(name: str) -> tuple[Scene, np.ndarray, np.ndarray]:
         scene = read_ply(project.scene_path("train", name))
         labels = load_labels(project, round_index, name, len(scene))
         scene.label = np.full(len(scene), -1, dtype=np.int16)  # never let ground truth leak
-        scenes.append((scene, labels, tags[name]))
-    return scenes
+        return scene, labels, tags[name]
+
+    return SceneList.of_usable(sorted(tags), load)
 
 
-def load_labels_from(project: Project, folder: Path) -> list[tuple[Scene, np.ndarray]]:
+def load_labels_from(project: Project, folder: Path) -> SceneList:
     """Training scenes with the labels of a folder of ``<scene>.npy`` (e.g. WSegPC's pseudo-labels)."""
-    scenes = []
-    for name in project.scenes("train"):
+    def load(name: str) -> tuple[Scene, np.ndarray] | None:
         path = folder / f"{name}.npy"
-        if not path.is_file():
-            continue
         scene = read_ply(project.scene_path("train", name))
         labels = np.load(path, allow_pickle=False)
         if labels.shape != (len(scene),):
             raise PcalError(f"{path}: {labels.shape} labels for {len(scene)} points")
         scene.label = np.full(len(scene), -1, dtype=np.int16)
-        if (labels >= 0).any():
-            scenes.append((scene, labels.astype(np.int16)))
+        return (scene, labels.astype(np.int16)) if (labels >= 0).any() else None
+
+    scenes = SceneList.of_usable([n for n in project.scenes("train") if (folder / f"{n}.npy").is_file()], load)
     if not scenes:
         raise PcalError(f"{folder}: no labels to train on")
     return scenes
@@ -324,7 +325,7 @@ def _cosine(steps: int) -> Callable[[int], float]:
 
 
 def _resolved_config(project: Project, round_index: int | None, options: TrainOptions, steps: int,
-                     scenes: list[tuple]) -> dict[str, Any]:
+                     scenes: SceneList) -> dict[str, Any]:
     config = project.config
     resolved = asdict(options)
     resolved.update(
@@ -337,7 +338,7 @@ def _resolved_config(project: Project, round_index: int | None, options: TrainOp
         channels=list(config.channels),
         voxel_size=config.voxel_size,
         labelled_points=int(sum(int((item[1] >= 0).sum()) for item in scenes)),
-        labelled_scenes=[item[0].name for item in scenes],
+        labelled_scenes=list(scenes.names),
         pcal_version=__version__,
         warm_start_from=None,
     )
