@@ -5,8 +5,11 @@
 #
 #   bash benchmarks/al_benchmark.sh [OUT] [cpu|gpu]        # default: bench_al cpu
 #
-# cpu profile (2 cores, about an hour per dataset): MinkUNet cr 0.25, 4-5 cm grid, 150 steps per
-# round, 3 seeds, 4 rounds. gpu profile: cr 1.0, 2 cm grid, 3000 steps per round, 3 seeds, 5 rounds.
+# cpu profile (2 cores): MinkUNet cr 0.25, 5 cm grid, 100 steps per round, lr 0.01, 2 seeds,
+# 2 rounds; IGN trains on crops of 20,000 points (--max-points). Measured on a 2-vCPU VM shared
+# with other jobs: ScanNet about 1.5 h for the 5 methods x 2 seeds (docs/benchmarks.md); use
+# METHODS and SEEDS to fit an hour. gpu profile: cr 1.0, 2 cm grid, 3000 steps per round, 3 seeds,
+# 5 rounds.
 # Environment: METHODS (default random,margin,redal,hpal,jopro), SEEDS, ROUNDS, STEPS, DATA (../shared/data),
 # DATASETS (default "synthetic scannet ign").
 set -euo pipefail
@@ -17,14 +20,16 @@ data="${DATA:-$here/../shared/data}"
 methods="${METHODS:-random,margin,redal,hpal,jopro}"
 if [ "$profile" = gpu ]; then
     train=(--cr 1.0 --steps "${STEPS:-3000}" --device cuda); grid=0.02; seeds="${SEEDS:-3}"; rounds="${ROUNDS:-5}"
+    crop=()
 else
-    train=(--cr 0.25 --steps "${STEPS:-150}" --lr 0.01 --device cpu); grid=0.05; seeds="${SEEDS:-3}"; rounds="${ROUNDS:-4}"
+    train=(--cr 0.25 --steps "${STEPS:-100}" --lr 0.01 --device cpu); grid=0.05; seeds="${SEEDS:-2}"; rounds="${ROUNDS:-2}"
+    crop=(--max-points 20000)
 fi
 mkdir -p "$out"
 # Budgets are the same for every method (points per round), so the curves compare at equal cost.
-run() {  # run PROJ SEED_UNIT SEED_BUDGET BUDGET
+run() {  # run PROJ SEED_UNIT SEED_BUDGET BUDGET [more pcal compare options]
     pcal compare -p "$1" --methods "$methods" --seeds "$seeds" --rounds "$rounds" --seed-unit "$2" \
-        --seed-budget "$3" --budget "$4" "${train[@]}"
+        --seed-budget "$3" --budget "$4" "${train[@]}" "${@:5}"
     pcal report "$1/compare" --out "$1/compare/report"
 }
 for dataset in ${DATASETS:-synthetic scannet ign}; do
@@ -49,7 +54,7 @@ for dataset in ${DATASETS:-synthetic scannet ign}; do
         [ -f "$out/ign/pcal.yaml" ] || pcal prepare folder "$data/aerial_ign" -p "$out/ign" \
             --classes "$out/ign_classes.yaml" --split-file "$out/ign_split.yaml" --regions cells --cell 2.0 \
             --grid "$grid"
-        run "$out/ign" point 0.5% 0.5%
+        run "$out/ign" point 0.5% 0.5% "${crop[@]}"
         ;;
     *) echo "unknown dataset '$dataset' (synthetic, scannet, ign)"; exit 2 ;;
     esac

@@ -540,6 +540,8 @@ CASES: list[Case] = [
        "--layout"),
     _c("prepare-layout-not-synthetic", None, "prepare folder ... --layout typed (a synthetic-only option)",
        PREPARE_FOLDER + ("--layout", "typed"), "only to synthetic", lambda r: raw_folder(r)),
+    _c("compare-max-points-zero", "fresh", "compare --max-points 0",
+       ("compare", "-p", PROJ, "--max-points", "0"), "--max-points must be positive"),
 ]
 
 

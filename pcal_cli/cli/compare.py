@@ -54,6 +54,8 @@ def compare_command(
     steps: Annotated[int, typer.Option(help="Training steps per round.")] = 1000,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
     batch_size: Annotated[int, typer.Option(help="Scenes per step.")] = 2,
+    max_points: Annotated[int, typer.Option(help="Crop training scenes larger than this around a labelled "
+                                            "point (as in 'pcal train').")] = 200_000,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
 ) -> None:
     proj = Project.open(project_dir(ctx, project))
@@ -63,7 +65,7 @@ def compare_command(
     settings = CompareSettings(methods=names, seeds=seeds, rounds=rounds, budget=budget, seed_method=seed_method,
                                seed_unit=seed_unit, seed_budget=seed_budget, full_reference=full_reference,
                                train=TrainOptions(backbone=backbone, cr=cr, steps=steps, lr=lr,
-                                                  batch_size=batch_size, device=device))
+                                                  batch_size=batch_size, max_points=max_points, device=device))
     with proj.lock("compare"), progress_bar() as progress:
         runs = progress.add_task("Runs", total=None, item="")
         step = progress.add_task("Training", total=None, item="")
