@@ -7,9 +7,9 @@
 #
 # cpu profile (2 cores): MinkUNet cr 0.25, 5 cm grid, 100 steps per round, lr 0.01, 2 seeds,
 # 2 rounds; IGN trains on crops of 20,000 points (--max-points). Measured on a 2-vCPU VM shared
-# with other jobs: ScanNet about 1.5 h for the 5 methods x 2 seeds (docs/benchmarks.md); use
-# METHODS and SEEDS to fit an hour. gpu profile: cr 1.0, 2 cm grid, 3000 steps per round, 3 seeds,
-# 5 rounds.
+# with other jobs: ScanNet takes about 70 CPU-minutes (one torch thread) for the 5 methods x 2
+# seeds (docs/benchmarks.md), more than an hour there; use METHODS and SEEDS to fit an hour.
+# gpu profile: cr 1.0, 2 cm grid, 3000 steps per round, 3 seeds, 5 rounds.
 # Environment: METHODS (default random,margin,redal,hpal,jopro), SEEDS, ROUNDS, STEPS, DATA (../shared/data),
 # DATASETS (default "synthetic scannet ign").
 set -euo pipefail
