@@ -722,7 +722,8 @@ STEPS: dict[str, Step] = {step.name: step for step in (
          crash_points=(("pcal_cli.steps.round:oracle_round", 1), ("pcal_cli.rounds:sync_ledger", 1),
                        ("pcal_cli.steps.round:train_and_evaluate", 2))),
     Step("compare", ("compare", "-p", PROJECT, "--methods", "random,margin", "--seeds", "1", "--rounds", "1",
-                     "--budget", "3%", "--seed-budget", "5%", "--cr", "0.125", "--steps", "4", "--device", "cpu"),
+                     "--budget", "3%", "--seed-budget", "5%", "--cr", "0.125", "--steps", "4", "--finetune-steps", "4",
+                     "--full-steps", "4", "--device", "cpu"),
          "prepare", crash_points=(("pcal_cli.steps.compare:_copy_seed", 2),
                                   ("pcal_cli.rounds:sync_ledger", 1), ("pcal_cli.steps.compare:write_json", 3))),
 )}

@@ -22,6 +22,7 @@ from pcal_cli.data.datasets.base import SPLITS, DatasetSpec, RawScene
 from pcal_cli.data.ply import write_ply
 from pcal_cli.data.scene import IGNORE, Scene, drop_invalid_points
 from pcal_cli.errors import PcalError
+from pcal_cli.training.profiles import get_profile
 from pcal_cli.geometry.grid import grid_subsample
 from pcal_cli.geometry.regions import build_regions
 from pcal_cli.project import CONFIG_NAME, LEDGER_NAME, Project, ProjectConfig, RegionSettings, dump_config
@@ -45,6 +46,7 @@ class PrepareOptions:
     regions: str = "supervoxel"
     region_params: dict[str, Any] = field(default_factory=dict)
     voxel_size: float | None = None
+    profile: str | None = None  # training profile (None: the dataset's)
     seed: int = 0
     force: bool = False
 
@@ -94,7 +96,10 @@ def prepare_project(
     region_params = resolve_region_params(options.regions, options.region_params, spec.indoor)
     if options.grid is not None and options.grid <= 0:
         raise PcalError("--grid must be a positive size in metres")
-    voxel_size = spec.voxel_size if options.voxel_size is None else options.voxel_size
+    profile = get_profile(options.profile or spec.profile)
+    voxel_size = options.voxel_size
+    if voxel_size is None:
+        voxel_size = profile.voxel_size if options.profile or spec.voxel_size is None else spec.voxel_size
     if voxel_size <= 0:
         raise PcalError("--voxel-size must be a positive size in metres")
 
@@ -133,6 +138,7 @@ def prepare_project(
             regions=RegionSettings(kind=options.regions, params=region_params),
             source={"raw": None if raw is None else str(Path(raw).resolve()), "options": _plain(dataset_options or {})},
             pcal_version=__version__,
+            training=profile.to_config(),
         )
         write_text(staging / CONFIG_NAME, dump_config(config))
         write_text(staging / LEDGER_NAME, "")

@@ -29,6 +29,7 @@ from pcal_cli.atomic import write_text
 from pcal_cli.data.datasets.base import SPLITS
 from pcal_cli.data.ply import ply_vertex_count
 from pcal_cli.errors import PcalError
+from pcal_cli.training.profiles import check_training_section
 
 CONFIG_NAME = "pcal.yaml"
 LEDGER_NAME = "ledger.jsonl"
@@ -60,6 +61,7 @@ class ProjectConfig:
     regions: RegionSettings = field(default_factory=RegionSettings)
     source: dict[str, Any] = field(default_factory=dict)
     pcal_version: str = ""
+    training: dict[str, Any] = field(default_factory=dict)  # the training profile (pcal_cli.training.profiles)
 
     @property
     def num_classes(self) -> int:
@@ -131,6 +133,7 @@ class ProjectConfig:
             regions=RegionSettings(kind=regions.get("kind", "supervoxel"), params=dict(regions.get("params") or {})),
             source=dict(data.get("source") or {}),
             pcal_version=str(data.get("pcal_version", "")),
+            training=check_training_section(data.get("training"), where),
         )
 
 

@@ -187,6 +187,7 @@ def commit_labels(
     (staging / "labels").mkdir(parents=True)
     try:
         added: dict[str, int] = {}
+        void = 0  # asked points that turned out to have no valid class (counted in the budget)
         carried = labelled_scenes(project, previous) if previous is not None else []
         for name in train:
             if name not in updates and name not in carried:
@@ -207,6 +208,7 @@ def commit_labels(
             gained = int((new != UNKNOWN).sum()) - (0 if old is None else int((old != UNKNOWN).sum()))
             if gained:
                 added[name] = gained
+            void += int((new == VOID).sum()) - (0 if old is None else int((old == VOID).sum()))
             if (new != UNKNOWN).any():
                 write_label_file(staging / "labels" / f"{name}{SUFFIX}", new)
         record = {
@@ -214,6 +216,7 @@ def commit_labels(
             "source": source,
             "unit": unit,
             "points_added": int(sum(added.values())),
+            "void_added": void,
             "scenes": {name: {"points": added.get(name, 0), "units": int((units or {}).get(name, 0))}
                        for name in sorted(set(added) | {n for n, u in (units or {}).items() if u})},
         }

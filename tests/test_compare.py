@@ -56,6 +56,7 @@ def test_compare_tree_shared_seed_report_and_skip(project, pcal, monkeypatch):
     assert result.code == 0, result.err
     assert re.search(r"@ \d+\.\d\d% \(\d\.\d\d×\)", result.out), result.out  # % labelled and ratio to full
     assert "per-class" in result.out and "ceiling" in result.out and "margin" in result.out
+    assert "points bought per round" in result.out and "classes of the ground truth" in result.out
     assert (project.root / "compare" / "report" / "learning_curve.png").stat().st_size > 0
     said = []
     before = tree_bytes(project.root / "compare" / "margin")
@@ -95,3 +96,84 @@ def test_compare_bad_settings(project, kwargs, message):
     with pytest.raises(PcalError, match=message):
         compare(project, _settings(**kwargs))
     assert not (project.root / "compare").exists()
+
+
+def test_round0_and_reference_are_trained_once_per_seed_and_shared(project, monkeypatch):
+    import numpy as np
+
+    import pcal_cli.steps.compare as compare_step
+    import pcal_cli.steps.round as round_step
+
+    trained = []
+
+    def counting(real):
+        def wrapper(proj, round_index, options, **kwargs):
+            result = real(proj, round_index, options, **kwargs)
+            if not result.skipped:
+                trained.append((Path(proj.root).relative_to(project.root).as_posix(), round_index, options.steps,
+                                options.warm_start))
+            return result
+        return wrapper
+
+    from pathlib import Path
+
+    monkeypatch.setattr(round_step, "train", counting(round_step.train))
+    monkeypatch.setattr(compare_step, "train", counting(compare_step.train))
+    settings = _settings(methods=["random", "margin", "hpal"], budget="1%", full_steps=3)
+    compare(project, settings)
+    round0 = [t for t in trained if t[1] == 0]
+    assert sorted(t[0] for t in round0) == ["compare/_seed/s0", "compare/_seed/s1"]
+    full = [t for t in trained if t[1] is None]
+    assert sorted(t[0].split("/")[0] + "/" + t[0].split("/")[2] for t in full) == ["references/s0", "references/s1"]
+    assert {t[2] for t in full} == {3}
+    later = [t for t in trained if t[1] not in (0, None)]
+    assert len(later) == 6 and all(t[3] for t in later)  # every method fine-tunes, hpal included
+    for seed in (0, 1):  # every run holds seed s's one round-0 network and its metrics
+        shared = (project.root / "compare" / "_seed" / f"s{seed}" / "rounds" / "r000" / "model.pt").read_bytes()
+        for method in settings.methods:
+            r000 = run_folder(project, method, seed) / "rounds" / "r000"
+            assert (r000 / "model.pt").read_bytes() == shared and (r000 / "metrics.json").is_file()
+        spent = {m: read_json(run_folder(project, m, seed) / "rounds" / "r000" / "queries.json", "q")["spent_points"]
+                 for m in settings.methods}
+        region_sizes = np.concatenate([np.load(p)["costs"] for p in
+                                       (run_folder(project, "random", seed) / "rounds" / "r000" / "scores").glob("*.npz")])
+        assert max(spent.values()) - min(spent.values()) <= np.median(region_sizes), spent
+    trained.clear()
+    compare(project, settings)
+    assert trained == []  # a rerun reuses everything
+
+
+def test_compare_refuses_budgets_per_scene(project):
+    with pytest.raises(PcalError, match="counts budgets in points"):
+        compare(project, _settings(budget="3/scene"))
+
+
+def test_workers_give_the_files_of_one_process_and_names_share_references(project, tmp_path, monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)  # one thread per worker
+    serial = Project.open(shutil.copytree(project.root, tmp_path / "serial"))
+    settings = _settings(methods=["random", "margin"], seeds=2)
+    compare(serial, settings)
+    compare(project, _settings(methods=["random", "margin"], seeds=2, workers=2))
+    for method in ("random", "margin"):
+        for seed in (0, 1):
+            a, b = run_folder(serial, method, seed), run_folder(project, method, seed)
+            assert tree_bytes(a / "rounds" / "r001" / "labels") == tree_bytes(b / "rounds" / "r001" / "labels")
+            for part in ("rounds/r000/queries.json", "rounds/r001/metrics.json", "full/metrics.json"):
+                assert (a / part).read_bytes() == (b / part).read_bytes(), part
+    import pcal_cli.steps.compare as compare_step
+
+    retrained = []
+    monkeypatch.setattr(compare_step, "train", lambda *a, **k: retrained.append(a))
+    compare(project, _settings(methods=["margin"], seeds=2, seed_unit="point", name="points"))
+    assert retrained == []  # the second comparison reuses the references of the first
+    assert (project.root / "points" / "margin" / "s1" / "full" / "metrics.json").is_file()
+
+
+def test_convergence_check_trains_seed0_reference_twice_as_long(project, pcal, monkeypatch):
+    compare(project, _settings(methods=["random", "margin"], seeds=1, full_steps=2, convergence_check=True))
+    check = read_json(project.root / "compare" / "convergence.json", "check")
+    assert check["steps"] == 2 and check["steps_doubled"] == 4
+    assert check["change"] == pytest.approx(check["miou_doubled"] - check["miou"])
+    monkeypatch.setattr(report_cli, "out", Console(width=200, highlight=False))
+    result = pcal("report", project.root / "compare")
+    assert result.code == 0 and "convergence check (seed 0)" in result.out, result.err

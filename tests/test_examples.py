@@ -60,6 +60,7 @@ def test_prepare_folder(tmp_path):
 
 def test_compare_methods(tmp_path):
     tiny = dict(METHODS="random,margin", SEEDS="2", SCENES="3", POINTS="2000", ROUNDS="1", STEPS="2",
+                FINETUNE_STEPS="2", FULL_STEPS="2",
                 CR="0.125", DEVICE="cpu", SEED_BUDGET="10%", BUDGET="8%")
     done = _run("compare_methods.sh", tmp_path / "cmp", cwd=tmp_path, **tiny)
     assert "margin" in done.stdout and "random" in done.stdout

@@ -35,17 +35,22 @@ def project(base, tmp_path):
 
 def _weights(path):
     state = load_checkpoint(path)
-    return state["model"], state.get("student")
+    return state["model"], state.get("teacher")
 
 
-def test_teacher_student_checkpoint_holds_teacher_and_student(project):
+def test_teacher_student_checkpoint_holds_student_as_the_model_and_the_teacher(project):
     train(project, 0, TS)
-    teacher, student = _weights(project.round_dir(0) / MODEL_FILE)
-    assert student is not None and teacher.keys() == student.keys()
+    student, teacher = _weights(project.round_dir(0) / MODEL_FILE)
+    assert teacher is not None and teacher.keys() == student.keys()
     name = next(k for k in teacher if k.endswith("weight") and teacher[k].is_floating_point())
     assert not torch.equal(teacher[name], student[name])  # the EMA lags the student
     with pytest.raises(PcalError, match="semi"):
         train(project, 0, TrainOptions(semi="co-training"), force=True)
+    # the option of evaluating the teacher saves it as the model, the same student beside it
+    options = TrainOptions(**{**TS.__dict__, "ts_evaluate": "teacher"})
+    train(project, 0, options, force=True)
+    state = load_checkpoint(project.round_dir(0) / MODEL_FILE)
+    assert torch.equal(state["model"][name], teacher[name]) and torch.equal(state["student"][name], student[name])
 
 
 def test_teacher_student_resume_equals_an_uninterrupted_run(project, tmp_path):

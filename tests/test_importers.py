@@ -293,7 +293,7 @@ def kitti_raw(tmp_path):
 
 def test_semantickitti_splits_names_and_mapping(kitti_raw):
     data = open_semantickitti(kitti_raw)
-    assert data.spec.channels == ("intensity",) and data.spec.indoor is False and data.spec.voxel_size == 0.05
+    assert data.spec.channels == ("intensity",) and data.spec.indoor is False and data.spec.profile == "vehicle"
     assert [(s.split, s.name) for s in data.scenes] == (
         [("train", f"00_{i:06d}") for i in range(5)] + [("val", "08_000000"), ("val", "08_000001"),
                                                        ("test", "11_000000")])

@@ -14,7 +14,7 @@ from pcal_cli.faults import check_invariants
 from pcal_cli.label_files import (LabelFileError, encode_labels, known_count, label_file, label_files,
                                   read_label_file, write_label_file)
 from pcal_cli.project import Project
-from pcal_cli.rounds import commit_labels, labelled_counts, load_labels, read_ledger
+from pcal_cli.rounds import labelled_counts, load_labels, read_ledger
 from pcal_cli.steps.seed import seed_round
 
 from conftest import project_copy, synthetic_project

@@ -20,7 +20,7 @@ from pcal_cli.steps.round import run_rounds
 from pcal_cli.steps.score import ScoreSettings, score_round
 from pcal_cli.steps.seed import seed_round
 from pcal_cli.steps.select import select_round
-from pcal_cli.training.supervised import TrainOptions, train
+from pcal_cli.training.supervised import TrainOptions, profile_options, train
 
 from conftest import project_copy, synthetic_project, tree_bytes
 
@@ -210,10 +210,13 @@ def _uninterrupted(base, tmp_path):
     shutil.copytree(base, tmp_path / "ref")
     ref = Project.open(tmp_path / "ref")
     seed_round(ref, "random", "region", "5%", seed=0)
-    run_rounds(ref, "margin", rounds=1, budget="3%", options=TrainOptions(cr=0.125, steps=30, batch_size=2,
-                                                                          device="cpu", checkpoint_every=5),
-               final=False)
+    run_rounds(ref, "margin", rounds=1, budget="3%", options=_cli_options(ref), final=False)
     return tree_bytes(tmp_path / "ref" / "rounds")
+
+
+def _cli_options(project):
+    """The training options of :func:`_pcal_round`'s command line (the rest from the project's profile)."""
+    return profile_options(project, dict(cr=0.125, steps=30, batch_size=2, device="cpu", checkpoint_every=5))
 
 
 def _pcal_round(root):
@@ -262,7 +265,7 @@ def test_round_interrupted_after_select_and_during_label_finishes_the_same(base,
     shutil.copytree(base, tmp_path / "run")
     project = Project.open(tmp_path / "run")
     seed_round(project, "random", "region", "5%", seed=0)
-    options = TrainOptions(cr=0.125, steps=30, batch_size=2, device="cpu", checkpoint_every=5)
+    options = _cli_options(project)
     run_rounds(project, "margin", rounds=1, budget="3%", options=options, label=False)
     # what a kill inside the label step leaves: a half-built round folder under its temporary name
     staging = project.rounds_dir / f".r001.{os.getpid() + 1}.tmp"
@@ -314,3 +317,18 @@ def test_cli_bad_inputs(pcal, project, args, fragment):
     result = pcal(*args, "-p", project.root)
     assert result.code == 2, result.err
     assert fragment in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_random_ranks_units_uniformly_whatever_their_size(project):
+    """The regions random scoring ranks first are as large, on average, as the scene's regions
+    (averaging uniform point scores per region ranked small regions first)."""
+    seed_round(project, "random", "region", "5%", seed=0)
+    chosen, expected = [], []
+    for seed in range(40):
+        score_round(project, 0, ScoreSettings(scorer="random", unit="region", seed=seed), force=True)
+        for name in project.scenes("train"):
+            with np.load(project.round_dir(0) / "scores" / f"{name}.npz") as data:
+                chosen.append(data["costs"][np.argsort(-data["scores"])[:3]])
+                expected.append(np.full(3, data["costs"].mean()))
+    assert not (project.round_dir(0) / "model.pt").exists()  # random scoring needs no trained model
+    assert abs(np.concatenate(chosen).mean() / np.concatenate(expected).mean() - 1) < 0.04  # point means: -10 %

@@ -180,3 +180,30 @@ def test_real_sensaturban_through_prepare(pcal, tmp_path):
     assert points == 60_095
     assert {k: int(v) for k, v in enumerate(hist) if v} == {0: 1634, 2: 3850, 3: 775, 5: 2919, 7: 49287,
                                                              8: 708, 9: 922}
+
+
+def test_prepare_writes_the_training_profile_and_commands_use_it(tmp_path, pcal):
+    from pcal_cli.project import Project
+    from pcal_cli.training.profiles import PROFILES
+    from pcal_cli.training.supervised import profile_options
+
+    result = pcal("prepare", "synthetic", "-p", tmp_path / "p", "--scenes", "3", "--points", "500")
+    assert result.code == 0, result.err
+    project = Project.open(tmp_path / "p")
+    assert project.config.training == PROFILES["synthetic"].to_config()
+    assert project.config.voxel_size == PROFILES["synthetic"].voxel_size
+    options = profile_options(project, {"cr": 0.125, "steps": None})
+    assert options.cr == 0.125 and options.steps == PROFILES["synthetic"].train["steps"]
+    assert options.finetune_steps == PROFILES["synthetic"].train["finetune_steps"]
+    full = profile_options(project, {}, full=True)
+    assert full.steps == PROFILES["synthetic"].train["full_steps"] and full.finetune_steps is None
+    aerial = pcal("prepare", "synthetic", "-p", tmp_path / "q", "--scenes", "3", "--points", "500",
+                  "--profile", "aerial")
+    assert aerial.code == 0 and Project.open(tmp_path / "q").config.voxel_size == PROFILES["aerial"].voxel_size
+    bad = pcal("prepare", "synthetic", "-p", tmp_path / "r", "--profile", "satellite")
+    assert bad.code == 2 and "unknown training profile" in bad.err and not (tmp_path / "r").exists()
+    config = (tmp_path / "p" / "pcal.yaml").read_text().replace("cr: 0.25", "cr: fast")
+    assert "cr: fast" in config
+    (tmp_path / "p" / "pcal.yaml").write_text(config)
+    broken = pcal("train", "-p", tmp_path / "p", "--full")
+    assert broken.code == 2 and "training option 'cr'" in broken.err

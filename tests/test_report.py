@@ -314,3 +314,14 @@ def test_cli_round_option_and_bad_input_fail_before_writing(template, tmp_path, 
         assert result.output == "" and not (tmp_path / "run" / "report").exists()
     result = cli()
     assert isinstance(result.exception, PcalError) and "no project given" in str(result.exception)
+
+
+def test_ahead_of_random_needs_more_than_randoms_spread():
+    from pcal_cli.evaluation.report import CurvePoint, ahead_of_random
+
+    random = CurvePoint(round=1, labelled_percent=1.0, miou_mean=0.50, miou_std=0.02, miou_min=0.48,
+                        miou_max=0.52, runs=3)
+    close = CurvePoint(1, 1.0, 0.515, 0.01, 0.5, 0.53, 3)
+    clear = CurvePoint(1, 1.0, 0.53, 0.01, 0.52, 0.54, 3)
+    assert ahead_of_random(close, random) is False and ahead_of_random(clear, random) is True
+    assert ahead_of_random(clear, CurvePoint(1, 1.0, 0.5, 0.0, 0.5, 0.5, 1)) is None  # one random run: unknown

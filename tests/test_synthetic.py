@@ -70,7 +70,7 @@ def test_split_and_spec():
     assert [s.split for s in dataset.scenes] == ["train"] * 4 + ["test"] * 2
     spec = dataset.spec
     assert spec.classes == S3DIS_CLASSES and spec.colors == S3DIS_COLORS
-    assert spec.indoor and spec.channels == ("rgb",) and spec.voxel_size == 0.05
+    assert spec.indoor and spec.channels == ("rgb",) and spec.profile == "synthetic"
     assert dataset.notes == []
     assert [s.split for s in open_synthetic(scenes=1).scenes] == ["test"]
     assert [s.split for s in open_synthetic(scenes=4).scenes] == ["train"] * 2 + ["test"] * 2

@@ -182,6 +182,17 @@ def test_metrics_rules():
     assert summary["oa"] == pytest.approx(0.75) and summary["classes_in_mean"] == 2
 
 
+def test_miou_ignores_classes_only_predicted():
+    """A stray predicted class gets IoU 0 in the table but leaves the mean's classes unchanged."""
+    truth = np.array([0, 0, 1, 1])
+    clean = summarize(confusion_matrix(truth, np.array([0, 0, 1, 1]), 3), ["a", "b", "c"])
+    stray = summarize(confusion_matrix(truth, np.array([0, 2, 1, 1]), 3), ["a", "b", "c"])
+    assert clean["miou"] == pytest.approx(1.0) and clean["classes_in_mean"] == 2
+    assert stray["iou"]["c"] == 0.0 and stray["classes_in_mean"] == 2
+    assert stray["miou"] == pytest.approx((0.5 + 1.0) / 2)
+    assert stray["miou_union"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+
+
 def _clean_failure(result, fragment):
     assert result.code == 2, result.err
     assert fragment in result.err, result.err

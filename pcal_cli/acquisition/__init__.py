@@ -8,6 +8,10 @@ needs, so the round engine knows what to compute before scoring:
   called as ``point_score(x, rng)`` when ``needs_rng``. Unit scores are then the mean (or max)
   over a unit's unlabelled points (:func:`unit_scores`).
 - ``unit_level``: scores whole units directly (``segment_entropy``); ``point_score`` is None.
+- ``unit_score(units, costs, rng)``: one score per unit without any model output (``random``:
+  every unit is equally likely to rank first, whatever its size; averaging uniform point scores
+  per unit would rank small units first). Such a scorer needs no trained model
+  (``needs_model`` is False) unless the selector asks for pooled features.
 - ``needs_features``: the selector needs pooled features per unit (:func:`pool_features`).
 - ``selector``: the selector the scorer is meant for (``coreset`` -> ``kcenter``).
 - ``scene_score(inputs, options)``: per-point scores from a whole :class:`SceneInputs` (points,
@@ -56,6 +60,12 @@ class ScorerSpec:
     options: dict[str, Any] = field(default_factory=dict)
     outdoor_options: dict[str, Any] = field(default_factory=dict)
     round_state: bool = False  # the round engine prepares per-round state first (fms)
+    unit_score: Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray] | None = None
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether scoring runs the round's network (every scorer but ``random``)."""
+        return self.unit_score is None
 
     def default_options(self, indoor: bool = True) -> dict[str, Any]:
         """The option defaults for an indoor or outdoor project."""
@@ -63,8 +73,14 @@ class ScorerSpec:
 
 
 def random_point_scores(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One uniform random score per row of ``probs`` (the random baseline)."""
+    """One uniform random score per row of ``probs`` (points as units)."""
     return random_scores(len(probs), rng)
+
+
+def random_unit_scores(units: np.ndarray, costs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One uniform random score per unit, whatever its size: the random baseline ranks units
+    uniformly, as ``pcal seed --method random`` does."""
+    return random_scores(len(units), rng)
 
 
 def zero_scores(probs: np.ndarray) -> np.ndarray:
@@ -100,8 +116,8 @@ FMS_OPTIONS = {"draws": 5, "candidates": 0.02, "flow_steps": 200, "flow_samples"
 SCORERS: dict[str, ScorerSpec] = {
     spec.name: spec
     for spec in (
-        ScorerSpec("random", random_point_scores, needs_rng=True,
-                   description="uniform random scores (seeded)"),
+        ScorerSpec("random", random_point_scores, needs_rng=True, unit_score=random_unit_scores,
+                   description="one uniform random score per unit (seeded; needs no model)"),
         ScorerSpec("confidence", confidence, description="1 - max softmax probability"),
         ScorerSpec("margin", margin, description="1 - (best - second best probability)"),
         ScorerSpec("entropy", entropy, description="entropy of the softmax probabilities"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,7 +24,7 @@ from pcal_cli.steps.score import ScoreSettings, score_round
 from pcal_cli.steps.seed import SEED_FILE, SEED_METHODS, seed_round
 from pcal_cli.steps.select import select_round
 from pcal_cli.steps.tags import import_tags, oracle_tags
-from pcal_cli.training.supervised import TrainOptions
+from pcal_cli.training.supervised import profile_options
 from pcal_cli.units import DEFAULT_CELL, UNITS
 
 RoundOption = Annotated[Optional[int], typer.Option("--round", "-r", help="Round number (default: latest).",
@@ -272,11 +271,19 @@ def round_command(
     cell: CellOption = DEFAULT_CELL,
     label: Annotated[bool, typer.Option("--label/--no-label", help="Label with the oracle after selecting.")] = True,
     final: Annotated[bool, typer.Option("--final/--no-final", help="Train and evaluate the last round.")] = True,
-    backbone: Annotated[str, typer.Option(help="minkunet | spvcnn.")] = "minkunet",
-    cr: Annotated[float, typer.Option(help="Width multiplier of the network.")] = 0.5,
-    steps: Annotated[int, typer.Option(help="Training steps per round.")] = 1000,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
-    batch_size: Annotated[int, typer.Option(help="Scenes per step.")] = 2,
+    backbone: Annotated[Optional[str], typer.Option(help="minkunet | spvcnn (default: the training profile's).",
+                                                    show_default=False)] = None,
+    cr: Annotated[Optional[float], typer.Option(help="Width multiplier of the network (default: the profile's).",
+                                                show_default=False)] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps of a round trained from scratch (default: the "
+                                                 "profile's).", show_default=False)] = None,
+    finetune_steps: Annotated[Optional[int], typer.Option(help="Training steps of a round that starts from the "
+                                                          "previous round's model (default: the profile's).",
+                                                          show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default: the profile's).",
+                                                show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Scenes per step (default: the profile's).",
+                                                      show_default=False)] = None,
     warm_start: Annotated[Optional[bool], typer.Option(
         "--warm-start/--no-warm-start", help="Start each round from the previous model (default: the method's).",
         show_default=False)] = None,
@@ -297,10 +304,10 @@ def round_command(
     if rounds < 1:
         raise PcalError("--rounds must be at least 1")
     scorer_options, selector_options = get_method(method).split_options(parse_pairs(option or []))
-    options = TrainOptions(backbone=backbone, cr=cr, steps=steps, lr=lr, batch_size=batch_size,
-                           warm_start=warm_start, checkpoint_every=checkpoint_every, device=device, seed=seed,
-                           semi=semi, reg=reg, init=init, tag_drop=tag_drop,
-                           image_features=None if image_features is None else str(image_features.resolve()))
+    options = profile_options(proj, dict(
+        backbone=backbone, cr=cr, steps=steps, finetune_steps=finetune_steps, lr=lr, batch_size=batch_size,
+        warm_start=warm_start, checkpoint_every=checkpoint_every, device=device, seed=seed, semi=semi, reg=reg,
+        init=init, tag_drop=tag_drop, image_features=None if image_features is None else str(image_features.resolve())))
     with proj.lock(f"round --method {method}"), progress_bar() as progress:
         task = progress.add_task("Training", total=None, item="")
 
@@ -313,7 +320,7 @@ def round_command(
                           seed_budget=seed_budget,
                           say=lambda text: progress.console.print(text),
                           on_step=on_step)
-    out.print(f"done: latest round {last} ({asdict(options)['backbone']} cr {cr}, method {method})")
+    out.print(f"done: latest round {last} ({options.backbone} cr {options.cr}, method {method})")
 
 
 @label_app.command("import-tags", help="""Import scene-level tags (the classes present in each scene) as the next

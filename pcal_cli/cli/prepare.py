@@ -11,6 +11,7 @@ from rich.table import Table
 from pcal_cli.cli.common import ProjectOption, err, out, progress_bar, project_dir
 from pcal_cli.data.datasets.registry import DATASETS
 from pcal_cli.errors import PcalError
+from pcal_cli.training.profiles import PROFILES
 from pcal_cli.prepare import REGION_KINDS, PrepareOptions, PrepareResult, prepare_project
 
 # option -> the datasets it applies to
@@ -67,7 +68,11 @@ def prepare(
     chunks: Annotated[Optional[int], typer.Option(help="Chunks per scene for --regions kmeans (default: 20).",
                                                   show_default=False)] = None,
     voxel_size: Annotated[Optional[float], typer.Option(
-        help="Training voxel size in metres written to pcal.yaml (default: dataset default, 0.05).", show_default=False)] = None,
+        help="Training voxel size in metres written to pcal.yaml (default: the training profile's).",
+        show_default=False)] = None,
+    profile: Annotated[Optional[str], typer.Option(
+        help=f"Training profile written to pcal.yaml: {' | '.join(PROFILES)} (network width, voxel size, steps; "
+             "default: the dataset's).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Random seed (synthetic rooms, k-means regions).")] = 0,
     scenes: Annotated[Optional[int], typer.Option(help="synthetic: number of rooms (default: 6).", show_default=False)] = None,
     points: Annotated[Optional[int], typer.Option(help="synthetic: points per room (default: 40000).",
@@ -109,6 +114,7 @@ def prepare(
         region_params={"seed_resolution": seed_resolution, "voxel_resolution": voxel_resolution,
                        "min_size": min_region, "cell": cell, "chunks": chunks},
         voxel_size=voxel_size,
+        profile=profile,
         seed=seed,
         force=force,
     )
@@ -163,5 +169,10 @@ def show_summary(result: PrepareResult) -> None:
     out.print(classes)
     out.print(f"voxel size {config.voxel_size} m, regions: {config.regions.kind} {config.regions.params}, "
               f"input channels: {', '.join(config.channels) or 'none'}")
+    training = config.training
+    if training:
+        out.print(f"training profile {training.get('profile')}: cr {training.get('cr')}, {training.get('steps')} "
+                  f"steps from scratch, {training.get('finetune_steps')} per fine-tuned round, "
+                  f"{training.get('full_steps')} for the full-supervision reference (pcal.yaml 'training:')")
     for note in result.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False)

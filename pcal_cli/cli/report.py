@@ -11,9 +11,11 @@ from rich.table import Table
 from pcal_cli.cli.common import ProjectOption, err, out, project_dir
 from pcal_cli.errors import PcalError
 from pcal_cli.evaluation import plots
-from pcal_cli.evaluation.report import RunReport, collect_run, curve, full_reference, group_runs, scene_queries
+from pcal_cli.evaluation.report import (RunReport, ahead_of_random, collect_run, curve, full_reference, group_runs,
+                                        scene_queries)
 from pcal_cli.project import CONFIG_NAME, Project
-from pcal_cli.steps.compare import SETTINGS_FILE, run_folders
+from pcal_cli.rounds import read_json
+from pcal_cli.steps.compare import CONVERGENCE_FILE, SETTINGS_FILE, run_folders
 
 REPORT_HELP = """Learning curve, per-round table, per-class IoU and budget ledger.
 
@@ -71,6 +73,12 @@ def report_command(
     if show_queries is not None or round_index is not None:
         raise PcalError("--show-queries and --round apply to one project; pass a single project for them")
     _report_many(paths, split, out_dir or Path("pcal_report"))
+    check = paths[0].parent.parent / CONVERGENCE_FILE
+    if check.is_file():
+        data = read_json(check, "convergence check")
+        out.print(f"convergence check (seed {data.get('seed')}): full supervision {_pct(data.get('miou'))} at "
+                  f"{data.get('steps')} steps, {_pct(data.get('miou_doubled'))} at {data.get('steps_doubled')} "
+                  f"({100 * data.get('change', 0):+.1f} points)", highlight=False)
 
 
 def _project_paths(ctx: typer.Context, projects: list[Path] | None, project: Path | None) -> list[Path]:
@@ -211,9 +219,12 @@ def _report_many(paths: list[Path], split: str, out_dir: Path) -> None:
 
     curves = {method: {p.round: p for p in curve(members)} for method, members in groups.items()}
     rounds = sorted({index for points in curves.values() for index in points})
-    table = Table(title=f"mIoU on '{split}' (%): mean ± std over runs @ mean % labelled (ratio to full "
-                        "supervision)",
-                  caption="std: sample standard deviation; (k/n): only k of the method's n runs evaluated")
+    baseline = _random_baseline(groups)
+    table = Table(title=f"mIoU on '{split}' (%, classes of the ground truth): mean ± sd over seeds @ mean % "
+                        "labelled (ratio to full supervision)",
+                  caption="sd: sample standard deviation over seeds; (k/n): only k of the method's n runs "
+                          "evaluated" + (f"; ≈: not ahead of {baseline} by more than {baseline}'s sd"
+                                         if baseline else ""))
     table.add_column("round", justify="right")
     for method in groups:
         table.add_column(method, justify="right")
@@ -227,8 +238,10 @@ def _report_many(paths: list[Path], split: str, out_dir: Path) -> None:
             partial = f" ({point.runs}/{len(members)})" if point.runs < len(members) else ""
             reference = full_reference(members)
             ratio = "" if not reference else f" ({point.miou_mean / reference:.2f}×)"
+            ahead = None if baseline in (None, method) else ahead_of_random(point, curves[baseline].get(index))
+            mark = " ≈" if ahead is False else ""
             cells.append(f"{100 * point.miou_mean:.1f} ± {100 * point.miou_std:.1f} "
-                         f"@ {point.labelled_percent:.2f}%{ratio}{partial}")
+                         f"@ {point.labelled_percent:.2f}%{ratio}{partial}{mark}")
         table.add_row(*cells)
     references = [full_reference(members) for members in groups.values()]
     if any(ref is not None for ref in references):
@@ -237,10 +250,39 @@ def _report_many(paths: list[Path], split: str, out_dir: Path) -> None:
     if not rounds:
         out.print(f"no round evaluated on '{split}' in any project: learning curve not written")
         return
+    out.print(_spent_table(groups, curves, rounds))
     out.print(_final_class_table(groups, split))
     target = out_dir / "learning_curve.png"
     plots.learning_curve(groups, target)
     out.print(f"learning curve: {target} (line: mean over runs; band: {plots.BAND})")
+
+
+def _random_baseline(groups: dict) -> str | None:
+    """The random baseline of a comparison: ``random``, else a method whose scorer is random."""
+    from pcal_cli.methods import METHODS
+
+    if "random" in groups:
+        return "random"
+    return next((m for m in groups if m in METHODS and METHODS[m].scorer == "random" and m != "wsegpc"), None)
+
+
+def _spent_table(groups: dict, curves: dict, rounds: list[int]) -> Table:
+    """Points each round added (mean over seeds) and the void share of them, per method."""
+    table = Table(title="points bought per round (mean over seeds; void: asked points with no valid class)")
+    table.add_column("round", justify="right")
+    for method in groups:
+        table.add_column(method, justify="right")
+    for index in rounds:
+        cells = [str(index)]
+        for method in groups:
+            point = curves[method].get(index)
+            if point is None or point.points_added is None:
+                cells.append("")
+                continue
+            void = "" if point.void_share is None else f" ({100 * point.void_share:.1f}% void)"
+            cells.append(f"{point.points_added:,.0f}{void}")
+        table.add_row(*cells)
+    return table
 
 
 def _final_class_table(groups: dict, split: str) -> Table:

@@ -14,7 +14,7 @@ from pcal_cli.evaluation.evaluate import evaluate, merge_shards
 from pcal_cli.project import Project
 from pcal_cli.rounds import resolve_round
 from pcal_cli.training import distributed
-from pcal_cli.training.supervised import TrainOptions, train
+from pcal_cli.training.supervised import profile_options, train
 
 TRAIN_HELP = """Train a segmentation network on the labels known in a round.
 
@@ -43,8 +43,9 @@ point no image sees (a relative DIR is taken from the current directory).
 EVALUATE_HELP = """Evaluate a round's model on the val or test split.
 
 Predictions go from voxels back to every point; one confusion matrix over the whole split gives
-mIoU (mean over classes present in the ground truth or the predictions), per-class IoU and
-overall accuracy, written to rounds/rNNN/metrics.json (full/metrics.json with --full).
+mIoU (mean over the classes present in the ground truth; a class that is only predicted scores
+0 in the table but is not averaged), per-class IoU and overall accuracy, written to
+rounds/rNNN/metrics.json (full/metrics.json with --full).
 
 Examples:
 
@@ -70,20 +71,31 @@ def train_command(
     project: ProjectOption = None,
     round_index: RoundOption = None,
     full: FullOption = False,
-    backbone: Annotated[str, typer.Option(help="minkunet | spvcnn.")] = "minkunet",
-    cr: Annotated[float, typer.Option(help="Width multiplier of the network (1.0 = published size).")] = 0.5,
-    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 1000,
+    backbone: Annotated[Optional[str], typer.Option(help="minkunet | spvcnn (default: the profile's, minkunet).",
+                                                    show_default=False)] = None,
+    cr: Annotated[Optional[float], typer.Option(help="Width multiplier of the network (1.0 = published size; "
+                                                "default: the profile's).", show_default=False)] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimiser steps (default: the profile's steps, full_steps "
+                                                 "with --full).", show_default=False)] = None,
+    finetune_steps: Annotated[Optional[int], typer.Option(help="Steps of a --warm-start round (default: the "
+                                                          "profile's finetune_steps).", show_default=False)] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Passes over the labelled scenes (overrides --steps).",
                                                     show_default=False)] = None,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine schedule with warm-up).")] = 2e-3,
-    optimizer: Annotated[str, typer.Option(help="adamw | sgd.")] = "adamw",
-    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 1e-4,
-    batch_size: Annotated[int, typer.Option(help="Scenes per step.")] = 2,
-    max_points: Annotated[int, typer.Option(help="Crop scenes larger than this around a labelled point.")] = 200_000,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (cosine schedule with warm-up; default: "
+                                                "the profile's).", show_default=False)] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adamw | sgd (default: adamw).", show_default=False)] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default: 1e-4).",
+                                                          show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Scenes per step (default: the profile's).",
+                                                      show_default=False)] = None,
+    max_points: Annotated[Optional[int], typer.Option(help="Crop scenes larger than this around a labelled point "
+                                                      "(default: the profile's).", show_default=False)] = None,
     device: DeviceOption = "auto",
     seed: Annotated[int, typer.Option(help="Seed for weights, sampling and augmentation.")] = 0,
     warm_start: Annotated[bool, typer.Option("--warm-start", help="Start from the previous round's model.")] = False,
     semi: Annotated[str, typer.Option(help="Training recipe: none | teacher-student (HPAL's mean teacher).")] = "none",
+    ts_evaluate: Annotated[str, typer.Option(help="teacher-student: the network saved and evaluated, student (as "
+                                             "the paper) | teacher.")] = "student",
     reg: Annotated[str, typer.Option(help="Regulariser: none | hybrid-contrastive (JoPro).")] = "none",
     recipe: Annotated[str, typer.Option(help="supervised | scene-tags | scene-tags-consistency (WSegPC, on the "
                                         "round's tags).")] = "supervised",
@@ -104,12 +116,13 @@ def train_command(
     if full and round_index is not None:
         raise PcalError("--full and --round exclude each other")
     target = None if full else resolve_round(proj, round_index)
-    options = TrainOptions(backbone=backbone, cr=cr, steps=steps, epochs=epochs, lr=lr, optimizer=optimizer,
-                           weight_decay=weight_decay, batch_size=batch_size, max_points=max_points,
-                           device=device, seed=seed, warm_start=warm_start, checkpoint_every=checkpoint_every,
-                           semi=semi, reg=reg, recipe=recipe, init=init, tag_drop=tag_drop,
-                           image_features=None if image_features is None else str(image_features.resolve()),
-                           precision=precision)
+    options = profile_options(proj, dict(
+        backbone=backbone, cr=cr, steps=steps, finetune_steps=finetune_steps, epochs=epochs, lr=lr,
+        optimizer=optimizer, weight_decay=weight_decay, batch_size=batch_size, max_points=max_points,
+        device=device, seed=seed, warm_start=warm_start, checkpoint_every=checkpoint_every, semi=semi,
+        ts_evaluate=ts_evaluate, reg=reg, recipe=recipe, init=init, tag_drop=tag_drop,
+        image_features=None if image_features is None else str(image_features.resolve()), precision=precision),
+        full=full)
     what = "full supervision" if target is None else f"round {target}"
     if distributed.rank() != 0:  # under torchrun: rank 0 holds the lock, shows progress and reports
         train(proj, target, options, resume=resume, force=force)
@@ -129,7 +142,7 @@ def train_command(
     for column in ("backbone", "steps", "final loss", "labelled points", "scenes", "seconds"):
         table.add_column(column, justify="right")
     resumed = f" (resumed at {result.resumed_from})" if result.resumed_from else ""
-    table.add_row(f"{backbone} cr {cr}", f"{result.steps}{resumed}", f"{result.final_loss:.4f}",
+    table.add_row(f"{options.backbone} cr {options.cr}", f"{result.steps}{resumed}", f"{result.final_loss:.4f}",
                   f"{result.labelled_points:,}", str(result.labelled_scenes), f"{result.seconds:.1f}")
     out.print(table)
 

@@ -1,8 +1,10 @@
 """Segmentation metrics from one confusion matrix accumulated over a whole split.
 
-IoU_c = TP / (TP + FP + FN). mIoU averages the classes present in the ground truth or the
-predictions of the split (union > 0); a class absent from both is reported as ``None`` and left
-out of the mean, rather than counted as 0 or 1.
+IoU_c = TP / (TP + FP + FN). ``miou`` averages the classes present in the ground truth of the
+split, so a model that predicts a stray class (absent from the truth) scores that class 0 IoU in
+the table but does not change which classes are averaged: two models on one split are always
+averaged over the same classes. ``miou_union`` is the older rule, the classes present in the truth
+*or* the predictions. A class absent from both is reported as ``None``.
 """
 
 from __future__ import annotations
@@ -35,9 +37,12 @@ def summarize(confusion: np.ndarray, classes: list[str]) -> dict:
     support = confusion.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         class_acc = np.where(support > 0, np.diag(confusion) / support, np.nan)
-    present = ~np.isnan(iou)
+    present = support > 0  # classes of the ground truth
+    union = ~np.isnan(iou)
     return {
-        "miou": float(np.nanmean(iou)) if present.any() else None,
+        "miou": float(iou[present].mean()) if present.any() else None,
+        "miou_union": float(np.nanmean(iou)) if union.any() else None,
+        "miou_rule": "classes present in the ground truth",
         "oa": float(np.trace(confusion) / total) if total else None,
         "macc": float(np.nanmean(class_acc)) if (support > 0).any() else None,
         "iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(classes, iou)},

@@ -58,6 +58,7 @@ class RoundRow:
     evaluation: Evaluation | None
     ratio_to_full: float | None
     settings: dict[str, Any] = field(default_factory=dict)
+    void_added: int | None = None  # of points_added, how many had no valid class (void)
 
     @property
     def miou(self) -> float | None:
@@ -127,6 +128,8 @@ class CurvePoint:
     miou_min: float
     miou_max: float
     runs: int
+    points_added: float | None = None  # mean points the round added (bought by the previous round)
+    void_share: float | None = None  # of those points, the share that turned out void
 
 
 def collect_run(project_root: str | os.PathLike, split: str = "test") -> RunReport:
@@ -162,6 +165,7 @@ def collect_run(project_root: str | os.PathLike, split: str = "test") -> RunRepo
         folder = project.round_dir(index)
         labelled = sum(labelled_counts(project, index).values())
         added = _added(folder / LABELLING_FILE, by_round.get(index, []))
+        void = _optional_json(folder / LABELLING_FILE, "labelling record").get("void_added")
         evaluation = _evaluation(folder / METRICS_FILE, split)
         settings = _optional_json(folder / ROUND_FILE, "round settings")
         rows.append(RoundRow(
@@ -175,6 +179,7 @@ def collect_run(project_root: str | os.PathLike, split: str = "test") -> RunRepo
             evaluation=evaluation,
             ratio_to_full=_ratio(evaluation, full),
             settings=settings,
+            void_added=void if isinstance(void, int) else None,
         ))
     missing = [row.round for row in rows if row.miou is None]
     if missing:
@@ -232,6 +237,8 @@ def curve(runs: list[RunReport]) -> list[CurvePoint]:
     for index in sorted(per_round):
         rows = per_round[index]
         miou = np.array([row.miou for row in rows], dtype=np.float64)
+        added = [row.points_added for row in rows if row.points_added is not None]
+        voids = [(row.void_added, row.points_added) for row in rows if row.void_added is not None and row.points_added]
         points.append(CurvePoint(
             round=index,
             labelled_percent=float(np.mean([row.labelled_percent for row in rows])),
@@ -240,8 +247,18 @@ def curve(runs: list[RunReport]) -> list[CurvePoint]:
             miou_min=float(miou.min()),
             miou_max=float(miou.max()),
             runs=len(rows),
+            points_added=float(np.mean(added)) if added else None,
+            void_share=float(sum(v for v, _ in voids) / sum(n for _, n in voids)) if voids else None,
         ))
     return points
+
+
+def ahead_of_random(point: CurvePoint, random: CurvePoint | None) -> bool | None:
+    """Whether a method's mean mIoU at a round beats random's by more than random's spread over
+    seeds (its sample standard deviation); ``None`` when random has fewer than two runs there."""
+    if random is None or random.runs < 2:
+        return None
+    return point.miou_mean - random.miou_mean > random.miou_std
 
 
 def full_reference(runs: list[RunReport]) -> float | None:

@@ -87,3 +87,19 @@ def parse_budget(text: str) -> Budget:
             raise PcalError(f"budget {text!r}: the number of units per scene must be positive")
         return Budget("per_scene", int(m.group(1)))
     raise PcalError(f"cannot read budget {text!r}: {_HELP}")
+
+
+def parse_schedule(text: str) -> list[Budget]:
+    """Per-round budgets: ``"1%"`` (every round) or ``"0.5%,1%,1%,2%"`` (round by round, the last
+    one repeated); each item as :func:`parse_budget`."""
+    items = [part.strip() for part in str(text).split(",")]
+    if not items or any(not part for part in items):
+        raise PcalError(f"cannot read budget {text!r}: {_HELP}, or several of them separated by commas "
+                        "(one per round)")
+    return [parse_budget(part) for part in items]
+
+
+def schedule_item(text: str, index: int) -> str:
+    """The budget of the ``index``-th round (0-based) of a schedule: its item, else the last one."""
+    items = [part.strip() for part in str(text).split(",")]
+    return items[min(index, len(items) - 1)]

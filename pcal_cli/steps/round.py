@@ -18,6 +18,7 @@ from pcal_cli.methods import get_method
 from pcal_cli.project import Project
 from pcal_cli.rounds import labelled_counts, latest_round, read_json, sync_ledger
 from pcal_cli.selection import get_selector
+from pcal_cli.selection.budget import schedule_item
 from pcal_cli.steps.label import oracle_round
 from pcal_cli.steps.score import ScoreSettings, score_round
 from pcal_cli.steps.seed import seed_round
@@ -60,16 +61,16 @@ def check_round_settings(project: Project, preset, budget: str, unit: str, cell:
     from pcal_cli.acquisition import get_scorer
     from pcal_cli.geometry.grid import check_size
     from pcal_cli.options import resolve_options
-    from pcal_cli.selection.budget import parse_budget
+    from pcal_cli.selection.budget import parse_schedule
     from pcal_cli.training.supervised import check_options, resolve_device
     from pcal_cli.units import check_unit
 
     check_unit(unit)
     if unit == "cell":
         check_size(cell, "--cell")
-    parsed = parse_budget(budget)
-    if parsed.kind == "per_scene" and preset.selector != "topk":
-        raise PcalError(f"a per-scene budget works with top-k selection only, not {preset.selector}")
+    for parsed in parse_schedule(budget):
+        if parsed.kind == "per_scene" and preset.selector != "topk":
+            raise PcalError(f"a per-scene budget works with top-k selection only, not {preset.selector}")
     resolve_device(options.device)
     resolved = replace(options, semi=options.semi or preset.semi, reg=options.reg or preset.reg,
                        init=None if options.init == "wsegpc" else options.init,
@@ -116,7 +117,8 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
     override it). With
     ``final`` the last labelled round is trained and evaluated too, so the learning curve ends on
     the labels the rounds bought. Without ``label`` the loop stops after selecting, for a person
-    to label the queries (``pcal label export``). ``budget`` defaults to the method's.
+    to label the queries (``pcal label export``). ``budget`` defaults to the method's; a comma
+    list (``"0.5%,1%,2%"``) gives the budgets of this call's rounds in turn, the last repeated.
     """
     preset = get_method(method)
     options = options or TrainOptions()
@@ -157,14 +159,15 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
                              options={**preset.scorer_options, **(scorer_options or {})})
     chosen_selector_options = {**preset.selector_options, **(selector_options or {})}
     sync_ledger(project)  # a labelling killed before its ledger update is recorded now
-    target = round_plan(project, method, rounds, budget, settings.unit)
+    start, target = round_plan(project, method, rounds, budget, settings.unit)
     while latest_round(project) < target:
         current = latest_round(project)
+        round_budget = schedule_item(budget, current - start)
         adopt_init_model(project, current, options, say)
         train_and_evaluate(project, current, options, say, on_step)
         scored = score_round(project, current, settings, device=options.device)
         say(f"round {current}: scored {scored} scene(s) with {preset.scorer} per {settings.unit}")
-        queries = select_round(project, current, budget, selector=preset.selector, seed=options.seed,
+        queries = select_round(project, current, round_budget, selector=preset.selector, seed=options.seed,
                                method=method, train_options=asdict(options), options=chosen_selector_options)
         say(f"round {current}: selected {len(queries['queries'])} {settings.unit}(s), "
             f"{queries['spent_points']:,} points")
@@ -180,16 +183,18 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
     return current
 
 
-def round_plan(project: Project, method: str, rounds: int, budget: str, unit: str) -> int:
-    """The round ``pcal round`` runs up to. A plan (``round_plan.json``) is written when a run
-    starts and marked done at its end; a rerun with the same method, rounds, budget and unit
-    after an interruption continues that plan instead of adding ``rounds`` more."""
+def round_plan(project: Project, method: str, rounds: int, budget: str, unit: str) -> tuple[int, int]:
+    """``(start, target)``: the round a ``pcal round`` run started from and the one it runs up to.
+    A plan (``round_plan.json``) is written when a run starts and marked done at its end; a rerun
+    with the same method, rounds, budget and unit after an interruption continues that plan
+    instead of adding ``rounds`` more."""
     path = project.root / PLAN_FILE
     wanted = {"method": method, "rounds": rounds, "budget": budget, "unit": unit}
     if path.is_file():
         plan = read_json(path, "round plan")
         if not plan.get("done") and {k: plan.get(k) for k in wanted} == wanted:
-            return int(plan["target"])
-    target = latest_round(project) + rounds
-    write_json(path, {**wanted, "start": latest_round(project), "target": target, "done": False})
-    return target
+            return int(plan.get("start", latest_round(project))), int(plan["target"])
+    start = latest_round(project)
+    target = start + rounds
+    write_json(path, {**wanted, "start": start, "target": target, "done": False})
+    return start, target

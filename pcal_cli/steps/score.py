@@ -26,7 +26,6 @@ from pcal_cli.acquisition import SceneInputs, ScorerSpec, get_scorer
 from pcal_cli.acquisition.aggregate import pool_features, unit_scores
 from pcal_cli.acquisition.mc_dropout import mc_dropout_entropy, mc_dropout_mode
 from pcal_cli.acquisition.segment_entropy import segment_entropy
-from pcal_cli.acquisition.uncertainty import random_scores
 from pcal_cli.atomic import atomic_open, write_json
 from pcal_cli.errors import PcalError
 from pcal_cli.geometry.grid import check_size
@@ -111,9 +110,11 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
     torch_device = resolve_device(device)
     folder = scores_dir(project, round_index)
     config_path = folder / "config.json"
-    state = load_checkpoint(run_dir(project, round_index) / MODEL_FILE)
+    uses_model = spec.needs_model or settings.features
+    state = load_checkpoint(run_dir(project, round_index) / MODEL_FILE) if uses_model else None
     options = resolved_options(project, spec, settings.options)
-    wanted = {**settings.to_dict(), "options": options, "model_step": state["step"], "pcal_version": __version__}
+    wanted = {**settings.to_dict(), "options": options, "model_step": None if state is None else state["step"],
+              "pcal_version": __version__}
     if config_path.is_file():
         existing = read_json(config_path, "score settings")
         if existing != wanted and not force:
@@ -124,10 +125,13 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
                 old.unlink()
     write_json(config_path, wanted)
 
-    model = model_from_checkpoint(state, torch_device)
-    ckpt = state["config"]
-    round_state = (prepare_fms(project, round_index, folder, model, ckpt, options, settings.seed, torch_device)
-                   if spec.round_state else {})
+    model = ckpt = None
+    round_state: dict[str, Any] = {}
+    if state is not None:
+        model = model_from_checkpoint(state, torch_device)
+        ckpt = state["config"]
+        if spec.round_state:
+            round_state = prepare_fms(project, round_index, folder, model, ckpt, options, settings.seed, torch_device)
     names = project.scenes("train")
     done_now = 0
     for done, name in enumerate(todo, start=1):
@@ -146,34 +150,36 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
     return done_now
 
 
-def score_scene(project: Project, round_index: int, name: str, scene_index: int, model: torch.nn.Module,
-                ckpt: dict, spec: ScorerSpec, settings: ScoreSettings, options: dict[str, Any],
+def score_scene(project: Project, round_index: int, name: str, scene_index: int, model: torch.nn.Module | None,
+                ckpt: dict | None, spec: ScorerSpec, settings: ScoreSettings, options: dict[str, Any],
                 device: torch.device, round_state: dict[str, Any] | None = None,
                 tiling: Tiling | None = None) -> dict[str, np.ndarray]:
-    """Unit scores of one training scene (pure of file writes, except the geometry cache)."""
+    """Unit scores of one training scene (pure of file writes, except the geometry cache).
+    ``model`` is None for a scorer that needs no network (``random``) when no features are asked."""
     scene = pool_scene(project, name)
     labels = load_labels(project, round_index, name, len(scene))
     ids = unit_ids(scene, settings.unit, settings.cell)
     available = (labels == UNKNOWN) & (ids >= 0)
-    num_classes = ckpt["num_classes"]
     rng = np.random.default_rng([settings.seed, round_index, scene_index])
     arrays: dict[str, np.ndarray] = {}
     voxel_features = inverse = None
-    if spec.name == "random" and not settings.features:
-        point_scores = random_scores(len(scene), rng)
-    else:
+    point_scores = None
+    if not spec.needs_model:  # one score per unit, whatever its size (random)
+        units, _, costs = unit_scores(np.zeros(len(scene)), ids, available)
+        arrays.update(units=units, scores=np.asarray(spec.unit_score(units, costs, rng), np.float64), costs=costs)
+    if model is not None and (spec.needs_model or settings.features):
+        num_classes = ckpt["num_classes"]
         voxels = scene_voxels(scene, ckpt["channels"], ckpt["voxel_size"])
         inverse = voxels.inverse
         probs, voxel_features = _forward(model, voxels, device, spec, settings, rng, tiling)  # per voxel
         del voxels
-        if spec.name == "random":
-            point_scores = random_scores(len(scene), rng)
+        if not spec.needs_model:
+            pass  # the forward pass only pools features for the selector
         elif spec.unit_level:
             pred = (probs.mean(axis=0) if probs.ndim == 3 else probs).argmax(axis=1)[inverse]
             units, scores = segment_entropy(pred, np.where(available, ids, -1), num_classes)
             arrays.update(units=units, scores=scores.astype(np.float64),
                           costs=np.bincount(ids[available], minlength=int(ids.max()) + 1)[units].astype(np.int64))
-            point_scores = None
         elif spec.scene_score is not None:
             context = SceneInputs(xyz=scene.xyz, rgb=scene.rgb, probs=probs, features=voxel_features,
                                   inverse=inverse, rng=rng,
@@ -183,10 +189,12 @@ def score_scene(project: Project, round_index: int, name: str, scene_index: int,
         elif spec.needs_passes:
             point_scores = mc_dropout_entropy(probs)[inverse]
         elif spec.point_score is not None:
-            point_scores = spec.point_score(probs)[inverse]
+            point_scores = (spec.point_score(probs, rng) if spec.needs_rng else spec.point_score(probs))[inverse]
         else:
             point_scores = np.zeros(len(scene))
     if "units" not in arrays:
+        if point_scores is None:
+            raise PcalError(f"scorer '{spec.name}' produced no scores for {name}")
         units, scores, costs = unit_scores(point_scores, ids, available, how=settings.aggregate)
         arrays.update(units=units, scores=scores, costs=costs)
     arrays["pool"] = np.int64(arrays["costs"].sum())

@@ -2,7 +2,9 @@
 
 - ``supervised``: cross-entropy on the labelled voxels (majority of each voxel's known labels).
 - ``teacher-student`` (``--semi``, HPAL): :mod:`pcal_cli.training.mean_teacher`; ``model.pt``
-  holds the EMA teacher (evaluated and scored) and the ``student``.
+  holds the student (evaluated and scored, as in the paper) and the EMA ``teacher``; with
+  ``ts_evaluate="teacher"`` the teacher is the saved ``model`` instead (and the student is kept
+  as ``student``).
 - ``scene-tags`` / ``scene-tags-consistency`` (``--recipe``, WSegPC): :class:`SceneTags`;
   ``model.pt`` holds the student, the EMA ``teacher``, the ``pseudo_counts`` and, with image
   features, the ``crossmodal`` projection heads.
@@ -107,21 +109,31 @@ class Recipe:
 
 
 class TeacherStudent(Recipe):
-    """HPAL's mean teacher: the teacher is evaluated, the student is trained."""
+    """HPAL's mean teacher: the student is trained and (by default) evaluated; the EMA teacher
+    makes the consistency targets and pseudo-labels."""
 
     def __init__(self, model, options, num_classes) -> None:
         super().__init__(model, options, num_classes)
         self.teacher = make_teacher(model)
 
+    def _teacher_evaluated(self) -> bool:
+        return getattr(self.options, "ts_evaluate", "student") == "teacher"
+
     def evaluated(self) -> torch.nn.Module:
-        return self.teacher
+        return self.teacher if self._teacher_evaluated() else self.model
 
     def extras(self) -> dict[str, torch.nn.Module]:
-        return {"student": self.model}
+        return {"student": self.model} if self._teacher_evaluated() else {"teacher": self.teacher}
 
     def load(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state.get("student", state["model"]))
-        self.teacher.load_state_dict(state["model"])
+        """From either layout (``model`` = student + ``teacher``, or ``model`` = teacher +
+        ``student``), or from a plain checkpoint (both networks start from it)."""
+        if "student" in state:
+            student, teacher = state["student"], state["model"]
+        else:
+            student, teacher = state["model"], state.get("teacher", state["model"])
+        self.model.load_state_dict(student)
+        self.teacher.load_state_dict(teacher)
 
     def step(self, optimizer, scenes, config, step, device) -> float:
         return teacher_student_step(self.model, self.teacher, optimizer, scenes, self.options, config, step, device)

@@ -47,6 +47,7 @@ class TrainOptions:
     backbone: str = "minkunet"
     cr: float = 0.5
     steps: int = 1000
+    finetune_steps: int | None = None  # steps of a round that starts from the previous round's model (None: steps)
     epochs: float | None = None
     lr: float = 2e-3
     optimizer: str = "adamw"
@@ -60,6 +61,7 @@ class TrainOptions:
     semi: str | None = None  # None or "none": supervised only; "teacher-student": HPAL's recipe
     ema_keep: float = 0.955  # teacher-student: EMA keep rate per step
     pseudo_threshold: float = 0.75  # teacher-student: teacher confidence for a pseudo-label
+    ts_evaluate: str = "student"  # teacher-student: the network saved as the model ("student", or "teacher")
     reg: str | None = None  # None or "none"; "hybrid-contrastive": JoPro's regulariser
     reg_weights: tuple[float, float, float] = (0.1, 0.1, 0.1)  # alignment, point InfoNCE, sub-prototype InfoNCE
     reg_conf: float = 0.8  # teacher confidence of the points the regulariser uses
@@ -101,6 +103,27 @@ def resolve_device(name: str) -> torch.device:
     raise PcalError(f"unknown device '{name}' (choose auto, cpu or cuda){did_you_mean(name, ('auto', 'cpu', 'cuda'))}")
 
 
+def profile_options(project: Project, given: dict[str, Any], *, full: bool = False) -> TrainOptions:
+    """Training options: those ``given`` (``None`` = not given), else the project's training
+    profile (``pcal.yaml``'s ``training:``), else :class:`TrainOptions`'s defaults. With ``full``
+    the profile's ``full_steps`` replace its ``steps`` (the full-supervision reference)."""
+    profile = {k: v for k, v in project.config.training.items() if k != "profile"}
+    full_steps = profile.pop("full_steps", None)
+    if full:  # the reference trains from scratch: no fine-tune schedule
+        profile.pop("finetune_steps", None)
+        if full_steps is not None:
+            profile["steps"] = full_steps
+    unknown = sorted(set(given) - set(TrainOptions.__dataclass_fields__))
+    if unknown:
+        raise PcalError(f"unknown training option(s): {', '.join(unknown)}")
+    return TrainOptions(**{**profile, **{k: v for k, v in given.items() if v is not None}})
+
+
+def profile_full_steps(project: Project, options: TrainOptions) -> int:
+    """Steps of the full-supervision reference: the profile's ``full_steps``, else twice ``steps``."""
+    return int(project.config.training.get("full_steps") or 2 * options.steps)
+
+
 def check_options(options: TrainOptions) -> None:
     if options.backbone not in MODELS:
         raise PcalError(f"unknown backbone '{options.backbone}' (choose from {', '.join(MODELS)})"
@@ -112,10 +135,14 @@ def check_options(options: TrainOptions) -> None:
             raise PcalError(f"--{name.replace('_', '-')} must be positive")
     if options.epochs is None and options.steps < 1:
         raise PcalError("--steps must be at least 1")
+    if options.finetune_steps is not None and options.finetune_steps < 1:
+        raise PcalError("--finetune-steps must be at least 1")
     if options.epochs is not None and options.epochs <= 0:
         raise PcalError("--epochs must be positive")
     if options.semi not in (None, *SEMI_RECIPES):
         raise PcalError(f"unknown --semi recipe '{options.semi}' (choose from {', '.join(SEMI_RECIPES)})")
+    if options.ts_evaluate not in ("student", "teacher"):
+        raise PcalError(f"--ts-evaluate must be student or teacher, got '{options.ts_evaluate}'")
     if not 0.0 <= options.ema_keep <= 1.0 or not 0.0 <= options.pseudo_threshold <= 1.0:
         raise PcalError("--ema-keep and --pseudo-threshold must lie in [0, 1]")
     if options.recipe not in (None, *RECIPES):
@@ -232,6 +259,8 @@ def train(project: Project, round_index: int | None, options: TrainOptions, *, r
         raise PcalError(f"{project.root}: every training scene has a single point; a training batch needs at "
                         "least two voxels (batch normalisation)")
     steps = options.steps
+    if options.finetune_steps is not None and options.warm_start and round_index is not None and round_index > 0:
+        steps = options.finetune_steps
     if options.epochs is not None:
         steps = max(1, math.ceil(options.epochs * len(scenes) / options.batch_size))
     resolved = _resolved_config(project, round_index, options, steps, scenes)

@@ -27,8 +27,9 @@ class DatasetSpec:
     colors: tuple[tuple[int, int, int], ...]
     indoor: bool = True
     channels: tuple[str, ...] = ("rgb",)  # input channels besides xyz: "rgb" and/or "intensity"
-    voxel_size: float = 0.05
+    voxel_size: float | None = None  # None: the training profile's
     ignore: int = -1
+    profile: str = "indoor"  # training profile (pcal_cli.training.profiles): synthetic, indoor, vehicle, aerial
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,8 @@ def open_folder(raw: str | os.PathLike, classes: str | os.PathLike | list[str] |
     channels = tuple(c for c, present in (("rgb", first.rgb is not None),
                                           ("intensity", first.intensity is not None)) if present)
     spec = DatasetSpec(name="folder", classes=class_map.classes, colors=class_map.colors,
-                       indoor=not np.any(first.offset), channels=channels)
+                       indoor=not np.any(first.offset), channels=channels,
+                       profile="indoor" if not np.any(first.offset) else "aerial")
     scenes = [RawScene(split, name, _loader(path, name, label_field, class_map, channels, name0))
               for split, name, path in entries]
     return RawDataset(spec=spec, scenes=scenes, notes=notes)

@@ -22,7 +22,7 @@ from pcal_cli.data.scene import Scene
 from pcal_cli.errors import PcalError
 
 SPEC = DatasetSpec(name="s3dis", classes=S3DIS_CLASSES, colors=S3DIS_COLORS, indoor=True,
-                   channels=("rgb",), voxel_size=0.05)
+                   channels=("rgb",), profile="indoor")
 ALIGNED_FOLDER = "Stanford3dDataset_v1.2_Aligned_Version"
 CLUTTER = S3DIS_CLASSES.index("clutter")
 _AREA = re.compile(r"^Area_(\d+)$")

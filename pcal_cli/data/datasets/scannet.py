@@ -28,7 +28,7 @@ from pcal_cli.data.scene import IGNORE, Scene
 from pcal_cli.errors import PcalError
 
 SPEC = DatasetSpec(name="scannet", classes=SCANNET_CLASSES, colors=SCANNET_COLORS, indoor=True,
-                   channels=("rgb",), voxel_size=0.05)
+                   channels=("rgb",), profile="indoor")
 NYU40_TO_CLASS = {nyu: i for i, nyu in enumerate(SCANNET_NYU40_IDS)}
 OFFICIAL_LISTS = {"train": "scannetv2_train.txt", "val": "scannetv2_val.txt", "test": "scannetv2_test.txt"}
 LIST_FOLDERS = (".", "meta_data", "Tasks/Benchmark")

@@ -19,7 +19,7 @@ from pcal_cli.data.readers import existing_folder, read_kitti_bin, scene_files
 from pcal_cli.errors import PcalError
 
 SPEC = DatasetSpec(name="semantickitti", classes=SEMANTICKITTI_CLASSES, colors=SEMANTICKITTI_COLORS,
-                   indoor=False, channels=("intensity",), voxel_size=0.05)
+                   indoor=False, channels=("intensity",), profile="vehicle")
 TRAIN_SEQUENCES = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10)
 VAL_SEQUENCES = (8,)
 TEST_SEQUENCES = tuple(range(11, 22))

@@ -33,7 +33,8 @@ VAL_BLOCKS = ("birmingham_block_1", "birmingham_block_5", "cambridge_block_10", 
 TEST_BLOCKS = ("birmingham_block_2", "birmingham_block_8", "cambridge_block_15", "cambridge_block_16",
                "cambridge_block_22", "cambridge_block_27")
 SPEC = DatasetSpec(name="sensaturban", classes=SENSATURBAN_CLASSES, colors=SENSATURBAN_COLORS,
-                   indoor=False, channels=("rgb",), voxel_size=0.1)
+                   indoor=False, channels=("rgb",), voxel_size=0.1,
+                   profile="aerial")  # dense photogrammetry: finer than the aerial LiDAR default
 _BLOCK = re.compile(r"^((?:birmingham|cambridge)_block_\d+)")
 
 

@@ -24,7 +24,7 @@ SPEC = DatasetSpec(
     colors=S3DIS_COLORS,
     indoor=True,
     channels=("rgb",),
-    voxel_size=0.05,
+    profile="synthetic",
 )
 MIN_POINTS = 100
 
