@@ -6,6 +6,7 @@ mode under ``no_grad``. Medians over ``--repeats`` after ``--warmup`` untimed st
 
     .venv/bin/python benchmarks/backbone.py                      # MinkUNet cr 0.5, 100k points, CPU
     .venv/bin/python benchmarks/backbone.py --model spvcnn --cr 1.0 --device cuda
+    .venv/bin/python benchmarks/backbone.py --profiles   # a real training step: old defaults vs the synthetic profile
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import os
 import resource
 import statistics
+import sys
 import time
 import numpy as np
 import torch
@@ -142,5 +144,60 @@ def main() -> None:
         print(f"{'peak memory: torch.cuda.max_memory_allocated':<44} {peak:10.0f} {'':>10}  MiB")
 
 
+
+def training_steps(points: int, cr: float, voxel_size: float, threads: int, steps: int, seed: int = 0) -> float:
+    """Median seconds of a real training step (crop, augment, voxelise, forward, backward, AdamW)
+    on two synthetic rooms of ``points`` points, as ``pcal train`` runs it."""
+    from pcal_cli.data.classes import S3DIS_CLASSES, S3DIS_COLORS
+    from pcal_cli.project import ProjectConfig
+    from pcal_cli.training.recipes import make_recipe
+    from pcal_cli.training.supervised import TrainOptions, _optimizer
+
+    torch.set_num_threads(threads)
+    rooms = [synthetic_room(seed=seed, points=points, name=f"room_{i:03d}") for i in range(4)]
+    scenes = [(room, room.label.astype(np.int16)) for room in rooms]
+    config = ProjectConfig(dataset="synthetic", classes=list(S3DIS_CLASSES), colors=[list(c) for c in S3DIS_COLORS],
+                           splits={"train": [r.name for r in rooms]}, voxel_size=voxel_size)
+    options = TrainOptions(cr=cr, lr=0.01, batch_size=2, seed=seed)
+    model = build_model("minkunet", 6, len(S3DIS_CLASSES), cr=cr, seed=seed)
+    recipe = make_recipe(model, options, len(S3DIS_CLASSES))
+    optimizer = _optimizer(model, options)
+    model.train()
+    times = []
+    for step in range(steps + 2):
+        began = time.perf_counter()
+        recipe.step(optimizer, scenes, config, step, torch.device("cpu"))
+        times.append(time.perf_counter() - began)
+    return statistics.median(times[2:])
+
+
+def profiles_main() -> None:
+    """The training step before and after the training profiles, in one run (``--profiles``)."""
+    parser = argparse.ArgumentParser(description="training step: old defaults vs the synthetic profile")
+    parser.add_argument("--profiles", action="store_true")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per setting")
+    args = parser.parse_args()
+    from pcal_cli.training.profiles import PROFILES
+
+    synthetic = PROFILES["synthetic"]
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    settings = [
+        ("before: cr 0.5, rooms of 20,000 points (the old defaults and demo)", 20_000, 0.5, 0.05, cpus),
+        ("after: the synthetic profile (cr 0.25, rooms of 8,000 points)", 8_000, synthetic.train["cr"],
+         synthetic.voxel_size, cpus),
+        ("after, one thread (two trainings side by side: pcal compare --workers 2)", 8_000, synthetic.train["cr"],
+         synthetic.voxel_size, 1),
+    ]
+    print(f"torch {torch.__version__}, {cpus} usable CPUs, load average {os.getloadavg()[0]:.2f}; median of "
+          f"{args.steps} steps, batch 2 rooms, AdamW")
+    first = None
+    for name, points, cr, voxel, threads in settings:
+        seconds = training_steps(points, cr, voxel, threads, args.steps)
+        first = first or seconds
+        round_minutes = synthetic.train["finetune_steps"] * seconds / 60
+        print(f"{name:<75} {seconds:6.3f} s/step ({first / seconds:4.2f}x), {threads} thread(s); a fine-tuned round "
+              f"of {synthetic.train['finetune_steps']} steps: {round_minutes:.1f} min", flush=True)
+
+
 if __name__ == "__main__":
-    main()
+    profiles_main() if "--profiles" in sys.argv else main()

@@ -15,6 +15,7 @@ from pcal_cli import __version__
 from pcal_cli.cli import check, compare, loop, prepare, report, train
 from pcal_cli.cli.common import err
 from pcal_cli.errors import PcalError
+from pcal_cli.threads import configure as configure_threads
 from pcal_cli.training.distributed import launched_world_size
 
 app = typer.Typer(
@@ -46,9 +47,14 @@ def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    threads: Annotated[
+        Optional[int], typer.Option("--threads", envvar="PCAL_THREADS", help="CPU threads for torch (default: "
+                                    "OMP_NUM_THREADS, else the CPUs this process may use: affinity and cgroup "
+                                    "quota).", show_default=False)
+    ] = None,
 ) -> None:
     """Shared options; each command also takes -p itself."""
-    ctx.obj = {"project": project}
+    ctx.obj = {"project": project, "threads": configure_threads(threads)}
     if ctx.invoked_subcommand not in (None, "train") and launched_world_size() > 1:
         raise PcalError(f"'pcal {ctx.invoked_subcommand}' does not run under torchrun (WORLD_SIZE "
                         f"{launched_world_size()}): only 'pcal train' is distributed; run the other steps in one "
