@@ -33,6 +33,7 @@ class Method:
     semi: str = "none"  # training recipe: "none" or "teacher-student"
     warm_start: bool = False  # start each round's networks from the previous round's
     reg: str = "none"  # training regulariser: "none" or "hybrid-contrastive"
+    dropout: float = 0.0  # dropout trained before the classifier (MC-dropout samples it at scoring)
 
     def round_budget(self, indoor: bool) -> str:
         return self.budget if indoor or self.outdoor_budget is None else self.outdoor_budget
@@ -61,13 +62,13 @@ class Method:
 
 #: ReDAL's protocol (Wu et al. 2021): random whole scenes as the seed, 2% (outdoor 1%) per round.
 REDAL = dict(unit="region", budget="2%", outdoor_budget="1%", seed_unit="scene", seed_budget="3%",
-             outdoor_seed_budget="1%")
+             outdoor_seed_budget="1%", warm_start=True)  # the release fine-tunes each round
 
 #: HPAL's protocol (Xu et al. 2023): random points, 0.02 % of the training points per round.
 HPAL = dict(unit="point", budget="0.02%", seed_unit="point", seed_budget="0.02%", keep=4096)
 
 #: JoPro's protocol (KBS 2025): random points as the seed, each round adds as many points again.
-JOPRO = dict(unit="point", budget="0.02%", seed_unit="point", seed_budget="0.02%")
+JOPRO = dict(unit="point", budget="0.02%", seed_unit="point", seed_budget="0.02%", warm_start=True)
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -76,11 +77,12 @@ METHODS: dict[str, Method] = {
         Method("confidence", "confidence", description="least max-probability first"),
         Method("margin", "margin", description="smallest top-1 minus top-2 probability first"),
         Method("entropy", "entropy", description="highest softmax entropy first"),
-        Method("mc_dropout", "mc_dropout", description="entropy of the mean of 10 dropout passes"),
+        Method("mc_dropout", "mc_dropout", dropout=0.3,
+               description="entropy of the mean of 10 passes of the dropout the network trains with (p 0.3)"),
         Method("coreset", "coreset", selector="kcenter", description="k-center greedy on pooled features"),
         Method("segment_entropy", "segment_entropy",
                description="entropy of the predicted-class histogram of a unit"),
-        Method("vcd", "segment_entropy", unit="cell",
+        Method("vcd", "segment_entropy", unit="cell", scorer_options={"segments": "unit"},
                description="Annotator's voxel confusion degree: segment entropy of 0.25 m cells"),
         Method("redal", "redal", selector="diversity", **REDAL,
                description="ReDAL: entropy + colour + structure per region, diversity-aware selection"),

@@ -1,7 +1,8 @@
 """``pcal prepare``: turn a raw dataset into a project directory, scene by scene.
 
 The project is built in a hidden staging folder beside the target and renamed into place at the
-end, so a failure at any point leaves no partial project.
+end, so a failure at any point leaves no partial project. With ``--holdout-area`` each training
+scene is cut into ``<name>_train`` and ``<name>_test`` before its regions are built.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 from pcal_cli import __version__
 from pcal_cli.atomic import TMP_SUFFIX, fsync_dir, write_text
 from pcal_cli.data.datasets.registry import DATASETS
-from pcal_cli.data.datasets.base import SPLITS, DatasetSpec, RawScene
+from pcal_cli.data.datasets.base import CHANNELS, SPLITS, DatasetSpec, RawScene
+from pcal_cli.data.holdout import Holdout, holdout_mask, parse_holdout
 from pcal_cli.data.ply import write_ply
 from pcal_cli.data.scene import IGNORE, Scene, drop_invalid_points
 from pcal_cli.errors import PcalError
@@ -49,6 +51,7 @@ class PrepareOptions:
     profile: str | None = None  # training profile (None: the dataset's)
     seed: int = 0
     force: bool = False
+    holdout_area: str | None = None  # SPEC of pcal_cli.data.holdout: cut each training scene in two
 
 
 @dataclass
@@ -86,13 +89,14 @@ def prepare_project(
     options = options or PrepareOptions()
     if dataset not in DATASETS:
         raise PcalError(f"unknown dataset '{dataset}' (choose from {', '.join(DATASETS)})")
+    holdout = None if options.holdout_area is None else parse_holdout(options.holdout_area)
     project_dir = Path(project_dir)
     replacing = _check_target(project_dir, options.force)
     raw_dataset = DATASETS[dataset](raw, **(dataset_options or {}))
     spec = raw_dataset.spec
     if not raw_dataset.scenes:
         raise PcalError(f"{raw}: no scenes found for dataset '{dataset}'")
-    _check_unique_names(raw_dataset.scenes)
+    _check_unique_names(raw_dataset.scenes, holdout)
     region_params = resolve_region_params(options.regions, options.region_params, spec.indoor)
     if options.grid is not None and options.grid <= 0:
         raise PcalError("--grid must be a positive size in metres")
@@ -114,17 +118,20 @@ def prepare_project(
         total = len(raw_dataset.scenes)
         for done, item in enumerate(raw_dataset.scenes, start=1):
             scene = _load_checked(item, spec, notes)
-            if scene is not None:
-                scene = _prepare_scene(scene, options, region_params)
-                write_ply(staging / "scenes" / item.split / f"{item.name}.ply", scene)
-                _accumulate(splits.setdefault(item.split, SplitSummary()), scene, len(spec.classes))
-                names.setdefault(item.split, []).append(item.name)
+            parts = [] if scene is None else output_scenes(item.split, item.name, scene, holdout, notes)
+            for split, name, part in parts:
+                part = _prepare_scene(part, options, region_params)
+                write_ply(staging / "scenes" / split / f"{name}.ply", part)
+                _accumulate(splits.setdefault(split, SplitSummary()), part, len(spec.classes))
+                names.setdefault(split, []).append(name)
             if on_scene is not None:
                 on_scene(done, total, item.name)
         if not names:
             raise PcalError(f"{raw}: every scene was empty after dropping invalid points")
-        if "train" not in names:
-            notes.append("no training scenes: this project can be evaluated but not trained")
+        notes.extend(split_notes(names))
+        source = {"raw": None if raw is None else str(Path(raw).resolve()), "options": _plain(dataset_options or {})}
+        if holdout is not None:
+            source["holdout_area"] = holdout.text
         config = ProjectConfig(
             dataset=spec.name,
             classes=list(spec.classes),
@@ -136,7 +143,7 @@ def prepare_project(
             voxel_size=float(voxel_size),
             grid=options.grid,
             regions=RegionSettings(kind=options.regions, params=region_params),
-            source={"raw": None if raw is None else str(Path(raw).resolve()), "options": _plain(dataset_options or {})},
+            source=source,
             pcal_version=__version__,
             training=profile.to_config(),
         )
@@ -211,7 +218,7 @@ def _move_into_place(staging: Path, project_dir: Path, replacing: bool) -> None:
     fsync_dir(project_dir.parent)
 
 
-def _check_unique_names(scenes: list[RawScene]) -> None:
+def _check_unique_names(scenes: list[RawScene], holdout: Holdout | None = None) -> None:
     seen: set[str] = set()
     for item in scenes:
         if item.split not in SPLITS:
@@ -219,6 +226,44 @@ def _check_unique_names(scenes: list[RawScene]) -> None:
         if item.name in seen:
             raise PcalError(f"scene name '{item.name}' appears twice; scene names must be unique across splits")
         seen.add(item.name)
+    if holdout is None:
+        return
+    cut = [n for item in scenes if item.split == "train" for n in (f"{item.name}_train", f"{item.name}_test")]
+    kept = {item.name for item in scenes if item.split != "train"}
+    clash = sorted(kept & set(cut))
+    if clash:
+        raise PcalError(f"scene name '{clash[0]}' appears twice: --holdout-area names the parts of each "
+                        "training scene <name>_train and <name>_test")
+
+
+def output_scenes(split: str, name: str, scene: Scene, holdout: Holdout | None,
+                  notes: list[str]) -> list[tuple[str, str, Scene]]:
+    """The ``(split, name, scene)`` to write for one loaded scene: itself, or with a hold-out a
+    training scene's non-empty ``<name>_train`` and ``<name>_test`` parts (an empty one is noted)."""
+    if holdout is None or split != "train":
+        return [(split, name, scene)]
+    test = holdout_mask(scene.xyz, scene.offset, holdout)
+    parts = [(side, f"{name}_{side}", mask) for side, mask in (("train", ~test), ("test", test)) if mask.any()]
+    if len(parts) == 1:
+        notes.append(f"{name}: every point is on the {parts[0][0]} side of --holdout-area {holdout.text}; "
+                     f"only {parts[0][1]} is written")
+    return [(side, part_name, _renamed(scene.subset(mask), part_name)) for side, part_name, mask in parts]
+
+
+def _renamed(scene: Scene, name: str) -> Scene:
+    scene.name = name
+    return scene
+
+
+def split_notes(names: dict[str, list[str]]) -> list[str]:
+    """What every importer says about the splits it ended with: no training scene, or nothing
+    but training scenes (no val or test split to evaluate on)."""
+    if "train" not in names:
+        return ["no training scenes: this project can be evaluated but not trained"]
+    if "val" not in names and "test" not in names:
+        return [("every scene is in train (the val and test splits are empty): rounds train but are never "
+                 "evaluated; hold scenes out with --split-file, or part of each scene with --holdout-area")]
+    return []
 
 
 def _load_checked(item: RawScene, spec: DatasetSpec, notes: list[str]) -> Scene | None:
@@ -235,9 +280,11 @@ def _load_checked(item: RawScene, spec: DatasetSpec, notes: list[str]) -> Scene 
     if bad.any():
         ids = np.unique(scene.label[bad])[:8].tolist()
         raise PcalError(f"scene {item.name}: label ids outside the class list 0..{len(spec.classes) - 1}: {ids}")
-    for channel, values in (("rgb", scene.rgb), ("intensity", scene.intensity)):
-        if channel in spec.channels and values is None:
+    for channel in CHANNELS:
+        if channel in spec.channels and getattr(scene, channel) is None:
             raise PcalError(f"scene {item.name}: has no {channel} but the dataset's input channels include it")
+    if "nir" not in spec.channels:
+        scene.nir = None  # stored only as an input channel: scene PLYs of other projects stay as they were
     return scene
 
 

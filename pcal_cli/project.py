@@ -26,15 +26,15 @@ from typing import Any
 import yaml
 
 from pcal_cli.atomic import write_text
-from pcal_cli.data.datasets.base import SPLITS
+from pcal_cli.data.datasets.base import CHANNELS, SPLITS
 from pcal_cli.data.ply import ply_vertex_count
 from pcal_cli.errors import PcalError
 from pcal_cli.training.profiles import check_training_section
+from pcal_cli.yaml_io import load_yaml
 
 CONFIG_NAME = "pcal.yaml"
 LEDGER_NAME = "ledger.jsonl"
 LOCK_NAME = ".pcal.lock"
-CHANNELS = ("rgb", "intensity")
 
 
 @dataclass
@@ -244,13 +244,13 @@ class Project:
 
 
 def load_config(path: Path) -> ProjectConfig:
-    """Read and validate ``pcal.yaml`` (``yaml.safe_load`` only)."""
+    """Read and validate ``pcal.yaml`` (safe loading only; a key given twice is an error)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PcalError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text, str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

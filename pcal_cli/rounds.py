@@ -294,9 +294,13 @@ def sync_ledger(project: Project) -> int:
         if not path.is_file():
             continue
         record = json.loads(path.read_text())
+        overshoot = int(record.get("overshoot_points") or 0)  # the round's points beyond its budget
         for scene, counts in sorted(record["scenes"].items()):
-            new_lines.append({"round": index, "scene": scene, "unit": record["unit"], "units": counts["units"],
-                              "points": counts["points"], "source": record["source"]})
+            entry = {"round": index, "scene": scene, "unit": record["unit"], "units": counts["units"],
+                     "points": counts["points"], "source": record["source"]}
+            if overshoot:
+                entry["round_overshoot_points"] = overshoot
+            new_lines.append(entry)
     if new_lines:
         text = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries + new_lines)
         write_text(project.ledger_path, text)

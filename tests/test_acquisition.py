@@ -222,3 +222,32 @@ def test_unknown_scorer_is_one_line_listing_the_names() -> None:
         get_scorer("badge")
     message = str(info.value)
     assert "\n" not in message and "entropy" in message and "coreset" in message
+
+
+def test_segment_entropy_is_the_mean_over_supervoxel_pieces() -> None:
+    # one unit of two supervoxels: each is pure (entropy 0) although the unit mixes two classes
+    pred = np.array([0, 0, 1, 1, 2, 2, 2, 0])
+    units = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    supervoxels = np.array([5, 5, 6, 6, 7, 7, 8, 8])
+    _, whole = segment_entropy(pred, units, 3)
+    _, pieces = segment_entropy(pred, units, 3, segments=supervoxels)
+    assert whole[0] == pytest.approx(np.log(2)) and pieces[0] == pytest.approx(0.0)
+    assert pieces[1] == pytest.approx((0.0 + np.log(2)) / 2)  # pieces {2, 2} and {2, 0}
+
+
+def test_dropout_is_trained_in_the_network_and_keeps_checkpoint_keys() -> None:
+    from pcal_cli.models import build_model
+    from pcal_cli.acquisition.mc_dropout import has_dropout
+
+    plain = build_model("minkunet", 6, 13, cr=0.125, seed=0)
+    dropped = build_model("minkunet", 6, 13, cr=0.125, seed=0, dropout=0.3)
+    assert not has_dropout(plain) and has_dropout(dropped)
+    assert plain.state_dict().keys() == dropped.state_dict().keys()
+    x = random_voxels(0, count=2000, side=30, channels=6)
+    dropped.train()
+    a, _ = dropped(x)
+    b, _ = dropped(x)
+    assert not torch.equal(a, b)  # dropout samples in training
+    from pcal_cli.methods import get_method
+
+    assert get_method("mc_dropout").dropout == 0.3 and get_method("margin").dropout == 0.0

@@ -198,6 +198,13 @@ def _class_yaml(root: Path) -> None:
     (root / "classes.yaml").write_text("classes: [a, b\nids: {0: a\n")
 
 
+def _colourless(path: Path) -> None:
+    """A PLY of x y z and labels only (no colours)."""
+    data = np.zeros(300, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("label", "i2")])
+    data["x"] = np.arange(300) / 100
+    PlyData([PlyElement.describe(data, "vertex")], text=False, byte_order="<").write(str(path))
+
+
 def _second_export(root: Path) -> None:
     folder = export_round(root)
     first = sorted(folder.glob("*.ply"))[0]
@@ -542,6 +549,31 @@ CASES: list[Case] = [
        PREPARE_FOLDER + ("--layout", "typed"), "only to synthetic", lambda r: raw_folder(r)),
     _c("compare-max-points-zero", "fresh", "compare --max-points 0",
        ("compare", "-p", PROJ, "--max-points", "0"), "--max-points must be positive"),
+    # ---- data import: channels, class tables, hold-out areas, duplicate YAML keys ----
+    _c("prepare-unknown-channel", None, "prepare folder --channels depth", PREPARE_FOLDER + ("--channels", "depth"),
+       "unknown channel 'depth'", lambda r: raw_folder(r)),
+    _c("prepare-file-lacks-channel", None, "--channels rgb, but b.ply has no colours",
+       PREPARE_FOLDER + ("--channels", "rgb"), "b.ply: no rgb", lambda r: raw_folder(r, _colourless)),
+    _c("prepare-channels-not-folder", None, "prepare synthetic --channels rgb (a folder-only option)",
+       ("prepare", "synthetic", "-p", PROJ, "--scenes", "1", "--points", "300", "--channels", "rgb"),
+       "only to folder"),
+    _c("prepare-bad-holdout-area", None, "--holdout-area 'x>=650' (not a form it knows)",
+       PREPARE_FOLDER + ("--holdout-area", "x>=650"), "--holdout-area", lambda r: raw_folder(r)),
+    _c("prepare-holdout-fraction-one", None, "--holdout-area 1 (the whole scene)",
+       PREPARE_FOLDER + ("--holdout-area", "1"), "strictly between 0 and 1", lambda r: raw_folder(r)),
+    _c("prepare-asprs-unknown-code", None, "--classes asprs on a scan holding code 64 (not an ASPRS class)",
+       ("prepare", "folder", "raw", "-p", PROJ, "--classes", "asprs", "--regions", "cells"), "--ignore-ids 64",
+       lambda r: raw_folder(r, lambda p: write_cloud(p, labels=np.full(400, 64)))),
+    _c("prepare-bad-ignore-ids", None, "--ignore-ids 64..67", PREPARE_FOLDER + ("--ignore-ids", "64..67"),
+       "--ignore-ids", lambda r: raw_folder(r)),
+    _c("prepare-class-file-duplicate-key", None, "a class file giving raw id 2 twice",
+       ("prepare", "folder", "raw", "-p", PROJ, "--classes", "classes.yaml"), "line 4: duplicate key 2",
+       lambda r: (raw_folder(r), (r / "classes.yaml").write_text("classes: [a, b]\nids:\n  2: a\n  2: b\n"))),
+    _c("prepare-split-file-duplicate-key", None, "a YAML split file naming scene a twice",
+       PREPARE_FOLDER + ("--split-file", "split.yaml"), "line 2: duplicate key 'a'",
+       lambda r: (raw_folder(r), (r / "split.yaml").write_text("a: train\na: test\n"))),
+    _c("yaml-duplicate-key", "fresh", "pcal.yaml gives voxel_size twice", ("seed", "-p", PROJ),
+       "duplicate key 'voxel_size'", lambda r: edit_yaml(r, "voxel_size: 0.05", "voxel_size: 0.05\nvoxel_size: 0.1")),
 ]
 
 

@@ -496,3 +496,29 @@ def test_teacher_student_loss_rejects_bad_input() -> None:
         teacher_student_loss(torch.zeros(3, 4), torch.zeros(3, 4), torch.zeros(3))
     with pytest.raises(PcalError, match="weights"):
         teacher_student_loss(torch.zeros(3, 4), torch.zeros(3, 4), torch.zeros(3, dtype=torch.long), weights=(1, 1))
+
+
+def test_ramps_start_at_zero_and_pseudo_labels_wait_for_the_teacher() -> None:
+    from pcal_cli.training.mean_teacher import ramp_steps
+    from pcal_cli.training.teacher_student import ramp_weights
+
+    assert ramp_weights(0, 10) == (1.0, 0.0, 0.0)
+    assert ramp_weights(5, 10)[1] == pytest.approx(0.5) and ramp_weights(9, 10)[2] == 0.0
+    assert ramp_weights(10, 10) == (1.0, 1.0, 1.0) and ramp_weights(50, 10) == (1.0, 1.0, 1.0)
+    weights = [ramp_weights(s, 10)[1] for s in range(12)]
+    assert weights == sorted(weights)  # rises monotonically
+    assert ramp_weights(0, 0) == (1.0, 1.0, 1.0)  # no ramp: the release's constant weights
+    assert ramp_steps(0.3, 1000) == 300 and ramp_steps(40, 1000) == 40
+
+
+def test_kl_normalisation_class_mean_is_one_over_c_of_row_mean() -> None:
+    student = torch.randn(6, 5)
+    teacher = torch.randn(6, 5)
+    labels = torch.full((6,), -1)
+    _, rows = teacher_student_loss(student, teacher, labels, kl="row-mean")
+    _, classes = teacher_student_loss(student, teacher, labels, kl="class-mean")
+    assert classes["consistency"] == pytest.approx(rows["consistency"] / 5, rel=1e-6)
+    release = F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True, reduction="mean")
+    assert classes["consistency"] == pytest.approx(float(release), rel=1e-5)  # torch's element-wise mean
+    with pytest.raises(PcalError, match="kl"):
+        teacher_student_loss(student, teacher, labels, kl="sum")

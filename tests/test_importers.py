@@ -441,8 +441,12 @@ def test_folder_npy_column_conventions_and_sibling_labels(tmp_path):
     assert c.label.tolist() == [2, 2, 2, 1, 1, 0] and c.rgb.max() == 9
     assert len(read_npy(raw / "a.npy")) == 6
     np.save(raw / "d.npy", np.column_stack([xyz, [0, 0, 1, 1, 2, 2]]))  # xyz label: no colours
-    with pytest.raises(PcalError, match=r"d\.npy: scene has no colours"):
-        open_folder(raw, classes="road,car,tree").scenes[3].load()
+    mixed = open_folder(raw, classes="road,car,tree")  # default: the channels every file has
+    assert mixed.spec.channels == () and mixed.scenes[0].load().rgb is None
+    assert mixed.notes == ["input channel rgb dropped: 1 of 4 file(s) have no colours (d.npy); "
+                           "--channels rgb makes that an error"]
+    with pytest.raises(PcalError, match=r"d\.npy: no rgb \(colours\) in this file"):
+        open_folder(raw, classes="road,car,tree", channels="rgb")
 
 
 def test_folder_split_subfolders_and_split_file(tmp_path):
@@ -521,3 +525,171 @@ def test_las_without_colours_or_classes(tmp_path):
     write_las(tmp_path / "a.las", [0, 0, 0], rgb=False)
     scene = read_las(tmp_path / "a.las")
     assert scene.rgb is None and scene.intensity is not None and histogram(scene.label) == {-1: 3}
+
+
+# ---------------------------------------------------------------------------------------------- channels, NIR, ASPRS
+
+
+def write_las8(path: Path, classification, nir=None, rgb=None, intensity=None, x0=770500.0):
+    """A LAS 1.4 point format 8 file (RGB + NIR), each channel zero unless given."""
+    laspy = pytest.importorskip("laspy")
+    n = len(classification)
+    header = laspy.LasHeader(point_format=8, version="1.4")
+    header.scales = [0.01, 0.01, 0.01]
+    header.offsets = [x0, 6277550.0, 0.0]
+    las = laspy.LasData(header)
+    las.x = x0 + np.arange(n) * 0.5
+    las.y = 6277550.0 + np.arange(n) * 0.25
+    las.z = np.full(n, 100.0)
+    las.classification = np.asarray(classification, dtype=np.uint8)
+    for name, values in (("nir", nir), ("intensity", intensity)):
+        if values is not None:
+            las[name] = np.asarray(values, dtype=np.uint16)
+    if rgb is not None:
+        for channel in ("red", "green", "blue"):
+            las[channel] = np.full(n, rgb, np.uint16)
+    las.write(str(path))
+
+
+def test_las_nir_is_read_and_zero_nir_is_absent(tmp_path):
+    from pcal_cli.data.readers import las_channels
+
+    write_las8(tmp_path / "a.las", [2, 2, 6], nir=[0, 500, 65535], intensity=[1, 2, 3])
+    scene = read_las(tmp_path / "a.las")
+    assert scene.nir.tolist() == [0.0, 500.0, 65535.0] and scene.nir.dtype == np.float32
+    assert scene.rgb is None  # declared by format 8, zero everywhere
+    assert las_channels(tmp_path / "a.las") == {"intensity", "nir"}
+    assert las_channels(tmp_path / "a.las", chunk=1) == {"intensity", "nir"}  # seen in a later chunk too
+    write_las8(tmp_path / "b.las", [2, 2, 6], rgb=65535)
+    assert read_las(tmp_path / "b.las").nir is None and las_channels(tmp_path / "b.las") == {"rgb"}
+    write_las(tmp_path / "c.las", [2, 3])  # point format 3: no nir dimension at all
+    assert read_las(tmp_path / "c.las").nir is None and las_channels(tmp_path / "c.las") == {"rgb", "intensity"}
+
+
+def test_folder_channels_default_is_what_every_file_has(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_las8(raw / "a.las", [2, 6], nir=[10, 20], intensity=[5, 6], rgb=257)
+    write_las8(raw / "b.las", [2, 6], nir=[30, 40], intensity=[7, 8])
+    write_las8(raw / "c.las", [2, 6], nir=[50, 60])
+    data = open_folder(raw, classes="asprs")
+    assert data.spec.channels == ("nir",)
+    assert data.notes == [
+        "input channel rgb dropped: 2 of 3 file(s) have no colours (b.las, c.las); --channels rgb makes that an error",
+        "input channel intensity dropped: 1 of 3 file(s) have no intensity (c.las); "
+        "--channels intensity makes that an error"]
+    a = data.scenes[0].load()
+    assert a.rgb is None and a.intensity is None and a.nir.tolist() == [10.0, 20.0]
+    same = open_folder(raw, classes="asprs", channels="nir")
+    assert same.spec.channels == ("nir",) and same.notes == []
+    bare = open_folder(raw, classes="asprs", channels="none")
+    assert bare.spec.channels == () and bare.scenes[2].load().nir is None
+    with pytest.raises(PcalError, match=r"^\S*c\.las: no intensity \(intensity\) in this file, but the channels "
+                                        r"asked for include it$"):
+        open_folder(raw, classes="asprs", channels="intensity,nir")
+
+
+def test_folder_channel_order_is_canonical_and_identical_files_keep_all(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("a", "b"):
+        write_las8(raw / f"{name}.las", [2, 6], nir=[1, 2], intensity=[3, 4], rgb=1000)
+    data = open_folder(raw, classes="asprs", channels="nir,rgb,rgb")
+    assert data.spec.channels == ("rgb", "nir")
+    full = open_folder(raw, classes="asprs")
+    assert full.spec.channels == ("rgb", "intensity", "nir") and full.notes == []
+
+
+@pytest.mark.parametrize("value, message", [
+    ("depth", "unknown channel 'depth'"), ("rgb,", "unknown channel ''"), ("none,rgb", "'none' cannot be combined"),
+    ("intensty", "did you mean 'intensity'"),
+])
+def test_folder_bad_channels(tmp_path, value, message):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_ply(raw / "s.ply", Scene("s", np.zeros((3, 3)), label=np.array([0, 1, 1])))
+    with pytest.raises(PcalError, match=message):
+        open_folder(raw, classes="a,b", channels=value)
+
+
+def test_unreadable_file_is_left_to_its_own_load(tmp_path):
+    """A file the channel probe cannot read does not vote; its load fails with the reader's message."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_ply(raw / "a.ply", Scene("a", np.zeros((3, 3)), label=np.array([0, 1, 1]), rgb=np.zeros((3, 3))))
+    (raw / "b.ply").write_bytes(b"garbage")
+    data = open_folder(raw, classes="a,b")
+    assert data.spec.channels == ("rgb",) and data.notes == []
+    with pytest.raises(PcalError, match=r"b\.ply: not a readable PLY file"):
+        data.scenes[1].load()
+
+
+def test_asprs_table_maps_standard_codes_and_ignores_noise(tmp_path):
+    from pcal_cli.data.classes import ASPRS_CLASSES, ASPRS_TABLE
+
+    assert len(ASPRS_CLASSES) == 13 and ASPRS_CLASSES[:5] == (
+        "ground", "low vegetation", "medium vegetation", "high vegetation", "building")
+    assert [code for code, _, _ in ASPRS_TABLE] == [2, 3, 4, 5, 6, 9, 10, 11, 13, 14, 15, 16, 17]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    codes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+    write_las8(raw / "a.las", codes, intensity=np.arange(1, 20))
+    data = open_folder(raw, classes="asprs")
+    assert data.spec.classes == ASPRS_CLASSES and len(set(data.spec.colors)) == 13
+    assert data.scenes[0].load().label.tolist() == [-1, -1, 0, 1, 2, 3, 4, -1, -1, 5, 6, 7, -1, 8, 9, 10, 11, 12, -1]
+    write_las8(raw / "b.las", [2, 64, 65, 6])  # only present classes? no: the table is fixed
+    data = open_folder(raw, classes="ASPRS")
+    assert data.spec.classes == ASPRS_CLASSES
+    with pytest.raises(PcalError, match=r"b\.las: label ids outside the class list: 64, 65 \(not ASPRS standard "
+                                        r"classes: pass --ignore-ids 64,65 to ignore them, or give a YAML class map\)"):
+        data.scenes[1].load()
+    fixed = open_folder(raw, classes="asprs", ignore_ids="64-67")
+    assert fixed.scenes[1].load().label.tolist() == [0, -1, -1, 4]
+
+
+def test_ignore_ids_option(tmp_path):
+    from pcal_cli.data.datasets.folder import parse_id_list
+
+    assert parse_id_list("64,65, 70-72") == {64, 65, 70, 71, 72} and parse_id_list([3, 4]) == {3, 4}
+    for bad in ("x", "5-3", "-1", "1-99999", ""):
+        with pytest.raises(PcalError, match="--ignore-ids"):
+            parse_id_list(bad)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_ply(raw / "s.ply", Scene("s", np.zeros((4, 3)), label=np.array([0, 1, 7, 9])))
+    data = open_folder(raw, classes="a,b", ignore_ids="7,9")
+    assert data.scenes[0].load().label.tolist() == [0, 1, -1, -1]
+    with pytest.raises(PcalError, match=r"--ignore-ids: raw id\(s\) 1 are classes in the class list"):
+        open_folder(raw, classes="a,b", ignore_ids="1,7")
+
+
+# ---------------------------------------------------------------------------------------------- split files everywhere
+
+
+def test_split_file_for_semantickitti_s3dis_and_sensaturban(kitti_raw, s3dis_raw, tmp_path):
+    split = tmp_path / "split.yaml"
+    split.write_text("train: [08_000000]\ntest: [00_000001]\n")
+    data = open_semantickitti(kitti_raw, split_file=split)
+    assert [(s.split, s.name) for s in data.scenes] == [("test", "00_000001"), ("train", "08_000000")]
+    assert f"scene(s) not named in {split} were skipped" in data.notes[-1]
+    assert (data.scenes[1].load().label >= 0).any()  # the val scan keeps its labels in train
+
+    split.write_text("Area_1_office_1 train\nArea_2_conferenceRoom_1 test\n")
+    rooms = open_s3dis(s3dis_raw, test_area=4, split_file=split)  # no Area_4: fine with a split file
+    assert [(s.split, s.name) for s in rooms.scenes] == [("train", "Area_1_office_1"),
+                                                         ("test", "Area_2_conferenceRoom_1")]
+    with pytest.raises(PcalError, match="test area Area_4 not found"):
+        open_s3dis(s3dis_raw, test_area=4)
+
+    (tmp_path / "sensat" / "points").mkdir(parents=True)
+    (tmp_path / "sensat" / "labels").mkdir()
+    for name in ("birmingham_block_1_0000", "cambridge_block_3"):
+        np.zeros((4, 6), np.float32).tofile(tmp_path / "sensat" / "points" / f"{name}.bin")
+        np.zeros(4, np.uint8).tofile(tmp_path / "sensat" / "labels" / f"{name}.label")
+    split.write_text("birmingham_block_1_0000: train\ncambridge_block_3: test\n")
+    blocks = open_sensaturban(tmp_path / "sensat", split_file=split)
+    assert [(s.split, s.name) for s in blocks.scenes] == [("train", "birmingham_block_1_0000"),
+                                                          ("test", "cambridge_block_3")]
+    split.write_text("nosuch: train\n")
+    with pytest.raises(PcalError, match="names none of the scenes found"):
+        open_sensaturban(tmp_path / "sensat", split_file=split)

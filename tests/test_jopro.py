@@ -403,3 +403,29 @@ def test_subprototypes_move_towards_the_data_and_save_as_plain_tensors() -> None
     twin.update(feats, probs, conf=0.8)
     twin.update(moved, probs, conf=0.8, momentum=0.5)
     assert torch.equal(twin.centres, sub.centres)
+
+
+def test_split_budget_sums_to_the_round_and_follows_the_pools():
+    from pcal_cli.selection.budget import split_budget
+
+    assert split_budget(10, [100, 100, 200]) == [3, 2, 5]  # remainders 0.5/0.5: the lower index first
+    assert sum(split_budget(101, [7, 13, 29, 51])) == 101
+    assert split_budget(0, [1, 2]) == [0, 0] and split_budget(5, [0, 0]) == [0, 0]
+
+
+def test_jopro_per_scene_budgets_take_each_scenes_share():
+    rng = np.random.default_rng(0)
+    n = 60
+    scene_of = np.repeat([0, 1, 2], 20)
+    xyz = rng.random((n, 3)) * 10
+    features = rng.normal(size=(n, 4))
+    scores = np.r_[np.linspace(0, 1, 20), np.linspace(2, 3, 20), np.linspace(4, 5, 20)]  # scene 0 scores best
+    protos, present = np.eye(4)[:2], np.array([True, True])
+    glob = jopro_select(scores, scene_of, xyz, features, protos, present, 6, candidate_fraction=1.0, tau=1.0)
+    assert set(scene_of[glob]) == {0}  # one global ranking: the best scene takes everything
+    shares = {0: 2, 1: 2, 2: 2}
+    split = jopro_select(scores, scene_of, xyz, features, protos, present, 6, candidate_fraction=1.0, tau=1.0,
+                         scene_budgets=shares)
+    assert np.bincount(scene_of[split], minlength=3).tolist() == [2, 2, 2]
+    with pytest.raises(PcalError, match="sum to"):
+        jopro_select(scores, scene_of, xyz, features, protos, present, 5, scene_budgets=shares)

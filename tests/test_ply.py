@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from plyfile import PlyData, PlyElement
 
-from pcal_cli.data.ply import read_ply, write_ply
+from pcal_cli.data.ply import ply_channels, read_ply, write_ply
 from pcal_cli.data.scene import Scene, split_offset
 from pcal_cli.errors import PcalError
 
@@ -101,3 +101,17 @@ def test_not_a_ply_is_a_clear_error(tmp_path):
     (tmp_path / "x.ply").write_text("hello\n")
     with pytest.raises(PcalError, match="not a readable PLY"):
         read_ply(tmp_path / "x.ply")
+
+
+def test_nir_is_stored_as_a_float_property_and_read_back(tmp_path):
+    scene = _scene(intensity=True)
+    scene.nir = np.linspace(0, 4000, len(scene)).astype(np.float32)
+    write_ply(tmp_path / "a.ply", scene)
+    types = {p.name: p.val_dtype for p in PlyData.read(str(tmp_path / "a.ply"))["vertex"].properties}
+    assert list(types)[6:] == ["intensity", "nir", "label", "region"] and types["nir"] == "f4"
+    back = read_ply(tmp_path / "a.ply")
+    np.testing.assert_array_equal(back.nir, scene.nir)
+    np.testing.assert_array_equal(back.subset(np.arange(3)).nir, scene.nir[:3])
+    assert ply_channels(tmp_path / "a.ply") == {"rgb", "intensity", "nir"}
+    write_ply(tmp_path / "b.ply", _scene(rgb=False))
+    assert read_ply(tmp_path / "b.ply").nir is None and ply_channels(tmp_path / "b.ply") == set()

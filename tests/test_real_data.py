@@ -117,12 +117,32 @@ def test_sensaturban_block():
 
 
 def test_s3dis_tiny_mmdet3d_fixture():
-    data = open_s3dis(DATA / "s3dis_tiny")  # test area 5 is absent: an empty test split, noted
+    data = open_s3dis(DATA / "s3dis_tiny")  # test area 5 is absent, noted (prepare notes the empty splits)
     assert [(s.split, s.name) for s in data.scenes] == [("train", "Area_1_office_2")]
-    assert data.notes == ["no scans of Area_5: the test split is empty"]
+    assert data.notes == ["no scans of Area_5 (the test area) were found"]
     scene = data.scenes[0].load()
     counts = histogram(scene.label)
     assert len(scene) == 100 and sum(counts.values()) == 100
     assert present(scene.label) == set(range(13)) - {11}  # 12 classes: no board
     assert counts == {0: 19, 1: 14, 2: 39, 3: 2, 4: 2, 5: 2, 6: 6, 7: 4, 8: 2, 9: 2, 10: 3, 12: 5}
     assert scene.rgb.max() > 1  # colours are 0..255 in this format
+
+
+def test_ign_laz_tiles_with_the_asprs_table():
+    laspy = pytest.importorskip("laspy", reason="laspy[lazrs] is needed to read LAZ")
+    from pcal_cli.data.classes import ASPRS_CLASSES
+    from pcal_cli.errors import PcalError
+
+    data = open_folder(DATA / "aerial_ign", classes="asprs")  # point format 8: rgb and nir declared, all zero
+    assert data.spec.classes == ASPRS_CLASSES and data.spec.channels == ("intensity",) and data.notes == []
+    with pytest.raises(PcalError, match=r"label ids outside the class list: 64 \(not ASPRS standard classes: "
+                                        r"pass --ignore-ids 64 to ignore them"):
+        data.scenes[1].load()  # 77050_627760 holds IGN's code 64 (permanent structure)
+    data = open_folder(DATA / "aerial_ign", classes="asprs", ignore_ids="64-67")
+    for item in data.scenes:
+        raw = np.asarray(laspy.read(str(DATA / "aerial_ign" / f"{item.name}.laz")).classification).astype(int)
+        scene = item.load()
+        assert scene.nir is None and scene.rgb is None
+        for code, index in ((2, 0), (3, 1), (4, 2), (5, 3), (6, 4)):
+            assert int((scene.label == index).sum()) == int((raw == code).sum())
+        assert int((scene.label == -1).sum()) == int(np.isin(raw, [1, 64]).sum())

@@ -14,7 +14,7 @@ from pcal_cli.errors import PcalError
 from pcal_cli.geometry.point_properties import point_properties
 from pcal_cli.methods import get_method
 from pcal_cli.options import parse_pairs, resolve_options
-from pcal_cli.rounds import read_json
+from pcal_cli.rounds import read_json, read_ledger
 from pcal_cli.selection.diversity import cluster_decay, cluster_regions, diversity_select
 from pcal_cli.steps.properties import properties_path, scene_properties
 from pcal_cli.steps.round import run_rounds
@@ -184,3 +184,20 @@ def test_diversity_needs_features(project):
     run_rounds(project, "redal_ent", rounds=1, options=tiny, final=False, label=False)
     with pytest.raises(PcalError, match="--features"):
         select_round(project, 0, "2%", selector="diversity", force=True)
+
+
+def test_redal_overshoot_is_an_option_recorded_in_queries_labelling_and_ledger(project):
+    seed_round(project, "random", "scene", "30%", seed=0)
+    tiny = TrainOptions(cr=0.125, steps=2, batch_size=2, device="cpu")
+    with pytest.warns(UserWarning, match="median size"):  # 2 % of these tiny rooms buys few regions
+        run_rounds(project, "redal", rounds=1, options=tiny, final=False,
+                   selector_options={"clusters": 5, "overshoot": True})
+    queries = read_json(project.round_dir(0) / "queries.json", "queries")
+    assert queries["spent_points"] >= queries["budget_points"]
+    assert queries["overshoot_points"] == queries["spent_points"] - queries["budget_points"]
+    labelling = read_json(project.round_dir(1) / "labelling.json", "labelling")
+    assert labelling["overshoot_points"] == queries["overshoot_points"]
+    entries = [e for e in read_ledger(project) if e["round"] == 1]
+    if queries["overshoot_points"]:
+        assert {e["round_overshoot_points"] for e in entries} == {queries["overshoot_points"]}
+    assert sum(e["points"] for e in entries) == labelling["points_added"]

@@ -190,7 +190,8 @@ def test_selector_registry() -> None:
         "jopro": jopro_select}
     assert get_selector(" TopK ").select is select_topk
     assert get_selector("diversity").needs_features and not get_selector("topk").needs_features
-    assert get_selector("diversity").default_options(indoor=False)["clusters"] == 150
+    assert get_selector("diversity").default_options(indoor=False)["clusters"] == "auto"
+    assert get_selector("diversity").default_options(indoor=False)["trim"] == 0.1
     with pytest.raises(PcalError) as info:
         get_selector("badge")
     assert "diversity, fds, jopro, kcenter, topk" in str(info.value) and "\n" not in str(info.value)
@@ -204,3 +205,25 @@ def test_top_per_group_takes_the_best_of_each_group_with_ties_by_row() -> None:
     assert select_top_per_group(scores, groups, 2).tolist() == [1, 2, 4, 3]
     assert select_top_per_group(np.array([1.0, 1.0]), np.array([3, 3]), 1).tolist() == [0]
     assert select_top_per_group(np.zeros(0), np.zeros(0, dtype=np.int64), 3).tolist() == []
+
+
+def test_diversity_clusters_scale_with_the_pool_and_warn_when_too_many() -> None:
+    from pcal_cli.selection.diversity import REGIONS_PER_CLUSTER, resolve_clusters
+
+    assert resolve_clusters("auto", 22_000) == 400 and resolve_clusters("auto", 133) == 2
+    assert resolve_clusters("auto", 10) == 1 and resolve_clusters("12", 1000) == 12
+    with pytest.warns(UserWarning, match="decay never acts"):
+        assert resolve_clusters(400, 133) == 400
+    with pytest.raises(PcalError, match="clusters"):
+        resolve_clusters("many", 10)
+    assert REGIONS_PER_CLUSTER == 55
+
+
+def test_diversity_overshoot_takes_the_crossing_region_only_when_asked() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.1])
+    costs = np.array([50, 40, 30, 5])
+    features = np.eye(4, dtype=np.float32)
+    strict = diversity_select(scores, costs, features, 100, clusters=4, decay=1.0)
+    assert strict.tolist() == [0, 1, 3] and costs[strict].sum() <= 100
+    over = diversity_select(scores, costs, features, 100, clusters=4, decay=1.0, overshoot=True)
+    assert over.tolist() == [0, 1, 2] and costs[over].sum() == 120  # crosses by part of one region

@@ -263,3 +263,79 @@ def test_precision_errors(project, changes, message):
     with pytest.raises(PcalError, match=message):
         train(project, 0, TrainOptions(**{**TINY, **changes}))
     assert not (project.round_dir(0) / "model.pt").exists()
+
+
+def _features_before_nir(xyz, scene, channels, rgb=None, rows=None):
+    """point_features as it was before nir existed: the reference the features must still equal."""
+    pick = (lambda a: a) if rows is None else (lambda a: a[rows])  # noqa: E731
+    centre = np.array([xyz[:, 0].mean(), xyz[:, 1].mean(), xyz[:, 2].min()], dtype=np.float32)
+    parts = [pick(xyz).astype(np.float32) - centre]
+    if "rgb" in channels:
+        parts.append(pick(scene.rgb if rgb is None else rgb).astype(np.float32) / 255.0 - 0.5)
+    if "intensity" in channels:
+        values = scene.intensity.astype(np.float32)
+        scale = float(np.percentile(values, 99)) if len(values) else 1.0
+        parts.append((pick(values) / (scale if scale > 0 else 1.0))[:, None])
+    return np.concatenate(parts, axis=1)
+
+
+def _scene_with_every_channel(n=500, seed=3):
+    from pcal_cli.data.scene import Scene
+
+    rng = np.random.default_rng(seed)
+    return Scene("s", rng.random((n, 3)) * 20, rgb=rng.integers(0, 256, (n, 3)),
+                 intensity=rng.random(n) * 300, nir=rng.random(n) * 5000)
+
+
+@pytest.mark.parametrize("channels", [[], ["rgb"], ["intensity"], ["rgb", "intensity"], ["intensity", "rgb"]])
+def test_features_without_nir_are_unchanged_bit_for_bit(channels):
+    from pcal_cli.training.data import input_channels, point_features
+
+    scene = _scene_with_every_channel()  # a nir array present but not asked for changes nothing
+    rows = np.array([4, 0, 17, 17, 499])
+    for kwargs in ({}, {"rows": rows}, {"rgb": np.flip(scene.rgb, axis=0).copy()}):
+        got = point_features(scene.xyz, scene, channels, **kwargs)
+        expected = _features_before_nir(scene.xyz, scene, channels, **kwargs)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
+        assert got.shape[1] == input_channels(channels) == 3 + 3 * ("rgb" in channels) + ("intensity" in channels)
+
+
+def test_nir_feature_is_appended_last_and_scaled_by_its_99th_percentile():
+    from pcal_cli.training.data import input_channels, point_features
+
+    scene = _scene_with_every_channel()
+    for channels in (["nir"], ["rgb", "intensity", "nir"], ["nir", "rgb"]):
+        got = point_features(scene.xyz, scene, channels)
+        before = _features_before_nir(scene.xyz, scene, [c for c in channels if c != "nir"])
+        assert got.shape[1] == input_channels(channels) == before.shape[1] + 1
+        np.testing.assert_array_equal(got[:, :-1], before)
+        np.testing.assert_array_equal(got[:, -1], scene.nir / np.float32(np.percentile(scene.nir, 99)))
+    rows = np.array([9, 2])
+    np.testing.assert_array_equal(point_features(scene.xyz, scene, ["nir"], rows=rows),
+                                  point_features(scene.xyz, scene, ["nir"])[rows])
+    scene.nir[:] = 0  # a zero percentile divides by 1
+    assert (point_features(scene.xyz, scene, ["nir"])[:, -1] == 0).all()
+
+
+def test_a_nir_project_trains_and_evaluates(pcal, tmp_path):
+    from pcal_cli.data.scene import Scene
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rng = np.random.default_rng(0)
+    n = 1500
+    xyz = rng.random((n, 3)) * np.array([8.0, 4.0, 2.0])
+    write_ply(raw / "tile.ply", Scene("tile", xyz, label=(xyz[:, 2] > 1).astype(int), rgb=rng.integers(0, 256, (n, 3)),
+                                      nir=rng.random(n) * 1000))
+    p = tmp_path / "p"
+    result = pcal("prepare", "folder", raw, "-p", p, "--classes", "low,high", "--channels", "nir",
+                  "--holdout-area", "0.25", "--regions", "none")
+    assert result.code == 0, result.err
+    assert Project.open(p).config.channels == ["nir"]
+    result = pcal("train", "-p", p, "--full", "--cr", "0.125", "--steps", "1", "--device", "cpu")
+    assert result.code == 0, result.err
+    config = load_checkpoint(p / "full" / "model.pt")["config"]
+    assert config["channels"] == ["nir"] and config["in_channels"] == 4
+    result = pcal("evaluate", "-p", p, "--full", "--device", "cpu")
+    assert result.code == 0, result.err
+    assert "mIoU" in result.out

@@ -606,3 +606,29 @@ def test_scene_tag_teacher_ramps_to_0999():
     assert tags_keep(99) == pytest.approx(0.99)
     assert tags_keep(10_000) == TAGS_KEEP == 0.999
     assert all(tags_keep(s) <= tags_keep(s + 1) for s in range(2000))
+
+
+def test_a_recessed_door_survives_a_wall_drop_with_its_tag() -> None:
+    rng = np.random.default_rng(1)
+    classes = ["ceiling", "floor", "wall", "door"]
+
+    def room(door_x: tuple[float, float]):
+        parts = [rng.uniform((0, 0, 0), (4, 3, 0.01), (80, 3)),          # floor, region 0
+                 rng.uniform((0, 0, 2.49), (4, 3, 2.5), (80, 3)),        # ceiling, region 1
+                 rng.uniform((0, 0, 0.1), (0.01, 3, 2.4), (80, 3)),      # wall in the plane x = 0, region 2
+                 rng.uniform((door_x[0], 1, 0.1), (door_x[1], 1.9, 2.0), (30, 3))]  # door leaf, region 3
+        region = np.repeat([0, 1, 2, 3], [80, 80, 80, 30]).astype(np.int32)
+        return np.concatenate(parts).astype(np.float32), region
+
+    tags = np.array([True, True, True, True])
+    xyz, region = room((0.06, 0.065))  # recessed 6 cm behind the wall's face
+    surfaces = structural_surfaces(xyz, region, classes)
+    assert surfaces[2].tolist() == [2]  # the wall's own region only
+    assert 3 in structural_surfaces(xyz, region, classes, coplanar=0)[2]  # the earlier 0.2 m band took the door
+    known = np.full(len(xyz), -1)
+    known[region == 3] = 3  # door points known (a round with point labels)
+    keep, out, dropped = tag_drop(tags, region, known, {2: surfaces[2]}, 1.0, np.random.default_rng(0))
+    assert dropped == [2] and keep[region == 3].all() and out[3] and not out[2]
+
+    xyz, region = room((0.0, 0.005))  # a door flush with the wall lies in its plane: it goes with it
+    assert structural_surfaces(xyz, region, classes)[2].tolist() == [2, 3]

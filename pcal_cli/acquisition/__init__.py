@@ -123,8 +123,9 @@ SCORERS: dict[str, ScorerSpec] = {
         ScorerSpec("entropy", entropy, description="entropy of the softmax probabilities"),
         ScorerSpec("mc_dropout", mc_dropout_entropy, needs_passes=10,
                    description="entropy of the mean softmax of 10 MC-dropout passes"),
-        ScorerSpec("segment_entropy", None, unit_level=True,
-                   description="entropy of the predicted-class histogram of a unit (VCD)"),
+        ScorerSpec("segment_entropy", None, unit_level=True, options={"segments": "supervoxel"},
+                   description="mean over a unit's supervoxel pieces of the entropy of their predicted-class "
+                               "histograms (segments=unit: the unit's own histogram, Annotator's VCD)"),
         ScorerSpec("redal", None, scene_score=redal_point_scores,
                    options={"weights": INDOOR_WEIGHTS, "k": 50}, outdoor_options={"weights": OUTDOOR_WEIGHTS},
                    description="ReDAL: a*H/ln C + b*colour discontinuity + c*surface variation (k=50)"),

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pcal_cli.cli.common import ProjectOption, err, out, progress_bar, project_dir
@@ -20,10 +21,12 @@ DATASET_OPTIONS = {
     "points": ("synthetic",),
     "layout": ("synthetic",),
     "test_area": ("s3dis",),
-    "split_file": ("scannet", "folder"),
+    "split_file": ("s3dis", "scannet", "semantickitti", "sensaturban", "folder"),
     "frame_step": ("semantickitti",),
     "classes": ("folder",),
     "label_field": ("folder",),
+    "channels": ("folder",),
+    "ignore_ids": ("folder",),
 }
 
 HELP = """Turn a dataset into a project directory of PLY scenes and pcal.yaml.
@@ -31,6 +34,8 @@ HELP = """Turn a dataset into a project directory of PLY scenes and pcal.yaml.
 DATASET is one of: synthetic (procedural rooms, no RAW needed), s3dis, scannet, semantickitti,
 sensaturban, folder (any folder of PLY / LAS / LAZ / NPY scenes). Points with NaN or infinite coordinates are
 dropped with a count. Labelling regions are computed here and stored in each PLY.
+--holdout-area cuts each training scene into <name>_train and <name>_test (quote it in a shell:
+'x>650').
 
 Examples:
 
@@ -41,6 +46,8 @@ Examples:
   pcal prepare s3dis ~/data/Stanford3dDataset_v1.2_Aligned_Version -p s3dis --grid 0.04
 
   pcal prepare folder ~/scans -p mine --classes classes.yaml --regions cells --cell 0.5
+
+  pcal prepare folder ~/tiles -p ign --classes asprs --ignore-ids 64-67 --channels intensity --holdout-area 0.25
 """
 
 
@@ -81,12 +88,23 @@ def prepare(
         help="synthetic: mixed (every room furnished alike) | typed (offices, lounges, libraries, corridors, "
              "storerooms: rooms hold different classes) (default: mixed).", show_default=False)] = None,
     test_area: Annotated[Optional[int], typer.Option(help="s3dis: the test area (default: 5).", show_default=False)] = None,
-    split_file: Annotated[Optional[Path], typer.Option(help="scannet / folder: YAML or text file assigning scenes "
-                                                       "to train / val / test.", show_default=False)] = None,
+    split_file: Annotated[Optional[Path], typer.Option(help="Every dataset but synthetic: YAML or text file "
+                                                       "assigning scenes to train / val / test.",
+                                                       show_default=False)] = None,
+    holdout_area: Annotated[Optional[str], typer.Option(
+        help="Cut each training scene into <name>_train and <name>_test: a fraction (0.25 or 25%: the last "
+             "quarter of its longer horizontal extent is test) or a threshold on absolute coordinates "
+             "('x>650', 'y<6277600').", show_default=False)] = None,
     frame_step: Annotated[Optional[int], typer.Option(help="semantickitti: keep every k-th frame (default: 1).",
                                                       show_default=False)] = None,
-    classes: Annotated[Optional[str], typer.Option(help="folder: class names 'a,b,c' or a YAML class map file.",
+    classes: Annotated[Optional[str], typer.Option(help="folder: class names 'a,b,c', asprs (the standard LAS "
+                                                   "classification table) or a YAML class map file.",
                                                    show_default=False)] = None,
+    ignore_ids: Annotated[Optional[str], typer.Option(help="folder: raw label ids that become ignore, added to "
+                                                      "--classes: '64,65' or '64-67'.", show_default=False)] = None,
+    channels: Annotated[Optional[str], typer.Option(help="folder: input channels, rgb | intensity | nir | none or a "
+                                                    "comma list; every file must have them (default: the channels "
+                                                    "every file has).", show_default=False)] = None,
     label_field: Annotated[Optional[str], typer.Option(help="folder: name of the label field in PLY files.",
                                                        show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing project that has no labelling "
@@ -98,7 +116,8 @@ def prepare(
     if dataset not in DATASETS:
         raise PcalError(f"unknown dataset '{dataset}' (choose from {', '.join(DATASETS)})")
     given = {"scenes": scenes, "points": points, "layout": layout, "test_area": test_area, "split_file": split_file,
-             "frame_step": frame_step, "classes": classes, "label_field": label_field}
+             "frame_step": frame_step, "classes": classes, "label_field": label_field, "channels": channels,
+             "ignore_ids": ignore_ids}
     dataset_options = _dataset_options(dataset, given)
     if dataset == "synthetic":
         if raw is not None:
@@ -117,6 +136,7 @@ def prepare(
         profile=profile,
         seed=seed,
         force=force,
+        holdout_area=holdout_area,
     )
     with progress_bar() as progress:
         task = progress.add_task("Preparing scenes", total=None, item="")
@@ -175,4 +195,4 @@ def show_summary(result: PrepareResult) -> None:
                   f"steps from scratch, {training.get('finetune_steps')} per fine-tuned round, "
                   f"{training.get('full_steps')} for the full-supervision reference (pcal.yaml 'training:')")
     for note in result.notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False)
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)

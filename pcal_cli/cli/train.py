@@ -33,7 +33,8 @@ Examples:
   pcal train -p demo --recipe scene-tags --image-features feats/
 
 WSegPC's scene-tag recipes drop each tagged floor, ceiling or wall surface (every region with
-70% of its points within 0.2 m of that face of the scene's bounding box) from a training view,
+70% of its points within 3 cm of that face's plane, so objects recessed into a wall stay) from a
+training view,
 with its tag, with probability --tag-drop. --image-features DIR adds cross-modal guidance from
 your 2D features: DIR/<scene>.npy per tagged training scene, a float array [N, D] with one row
 per point of the scene's PLY in file order (D the same for every scene), a row of NaN for a
@@ -96,6 +97,11 @@ def train_command(
     semi: Annotated[str, typer.Option(help="Training recipe: none | teacher-student (HPAL's mean teacher).")] = "none",
     ts_evaluate: Annotated[str, typer.Option(help="teacher-student: the network saved and evaluated, student (as "
                                              "the paper) | teacher.")] = "student",
+    ts_kl: Annotated[str, typer.Option(help="teacher-student: KL normalisation, class-mean (HPAL's release: "
+                                       "1/C of the per-point KL) | row-mean.")] = "class-mean",
+    ts_ramp: Annotated[float, typer.Option(help="teacher-student: the consistency weight ramps up from 0 and "
+                                           "pseudo-labels wait for this part of the steps (a fraction < 1, or "
+                                           "steps; 0: constant weights as the release).")] = 0.3,
     reg: Annotated[str, typer.Option(help="Regulariser: none | hybrid-contrastive (JoPro).")] = "none",
     recipe: Annotated[str, typer.Option(help="supervised | scene-tags | scene-tags-consistency (WSegPC, on the "
                                         "round's tags).")] = "supervised",
@@ -120,7 +126,7 @@ def train_command(
         backbone=backbone, cr=cr, steps=steps, finetune_steps=finetune_steps, epochs=epochs, lr=lr,
         optimizer=optimizer, weight_decay=weight_decay, batch_size=batch_size, max_points=max_points,
         device=device, seed=seed, warm_start=warm_start, checkpoint_every=checkpoint_every, semi=semi,
-        ts_evaluate=ts_evaluate, reg=reg, recipe=recipe, init=init, tag_drop=tag_drop,
+        ts_evaluate=ts_evaluate, ts_kl=ts_kl, ts_ramp=ts_ramp, reg=reg, recipe=recipe, init=init, tag_drop=tag_drop,
         image_features=None if image_features is None else str(image_features.resolve()), precision=precision),
         full=full)
     what = "full supervision" if target is None else f"round {target}"

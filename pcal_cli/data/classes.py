@@ -48,6 +48,24 @@ SEMANTICKITTI_LEARNING_MAP = {
 }
 
 
+# ASPRS LAS 1.4 standard classification codes (point formats 6-10): code -> class, fixed so that
+# every project prepared with ``--classes asprs`` has the same class list, whatever its tiles hold.
+ASPRS_TABLE = (
+    (2, "ground", (150, 100, 50)), (3, "low vegetation", (170, 220, 110)),
+    (4, "medium vegetation", (60, 170, 60)), (5, "high vegetation", (0, 100, 0)),
+    (6, "building", (220, 60, 40)), (9, "water", (40, 120, 230)), (10, "rail", (130, 60, 140)),
+    (11, "road surface", (120, 120, 120)), (13, "wire guard", (250, 220, 0)),
+    (14, "wire conductor", (250, 160, 0)), (15, "transmission tower", (190, 90, 30)),
+    (16, "wire connector", (240, 240, 120)), (17, "bridge deck", (170, 130, 100)),
+)
+ASPRS_CLASSES = tuple(name for _, name, _ in ASPRS_TABLE)
+ASPRS_COLORS = tuple(color for _, _, color in ASPRS_TABLE)
+ASPRS_IDS = {code: index for index, (code, _, _) in enumerate(ASPRS_TABLE)}  # raw code -> class
+# 0 never classified, 1 unclassified, 7 low noise, 8 reserved (model key-point in LAS 1.0-1.3),
+# 12 reserved (overlap in LAS 1.0-1.3), 18 high noise: ignored, never a class.
+ASPRS_IGNORE_IDS = (0, 1, 7, 8, 12, 18)
+
+
 def lookup_table(mapping: dict[int, int], size: int, ignore: int = -1) -> np.ndarray:
     """A dense int16 table ``t`` with ``t[raw] = mapping[raw]`` and ``ignore`` elsewhere."""
     table = np.full(size, ignore, dtype=np.int16)

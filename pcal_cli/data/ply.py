@@ -1,7 +1,7 @@
 """PLY scenes: pcal's own files and PLYs written by other tools (CloudCompare, Open3D, meshes).
 
 pcal writes binary little-endian PLY with a ``vertex`` element: ``x y z`` float32, ``red green
-blue`` uint8 and/or ``intensity`` float32, ``label`` int16 and ``region`` int32, and a header
+blue`` uint8, ``intensity`` and/or ``nir`` float32, ``label`` int16 and ``region`` int32, and a header
 comment ``pcal_offset X Y Z`` when coordinates are relative to an offset.
 Reading accepts double coordinates, float colours in 0..1 or 0..255, CloudCompare's ``scalar_``
 prefixes and extra fields (ignored).
@@ -21,6 +21,7 @@ from pcal_cli.errors import PcalError
 
 COLOR_NAMES = (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
 INTENSITY_NAMES = ("intensity", "scalar_intensity", "scalar_Intensity", "reflectance", "remission")
+NIR_NAMES = ("nir", "scalar_nir", "scalar_NIR", "near_infrared", "scalar_near_infrared")
 LABEL_NAMES = ("label", "scalar_label", "scalar_Label", "class", "scalar_class", "semantic",
                "classification", "scalar_Classification")
 REGION_NAMES = ("region", "scalar_region")
@@ -41,13 +42,7 @@ def read_ply(path: str | os.PathLike, label_field: str | None = None, name: str 
     are returned as stored (mapping raw ids to classes is the importer's job).
     """
     path = Path(path)
-    try:
-        ply = PlyData.read(str(path))
-        vertex = ply["vertex"].data
-    except KeyError:
-        raise PcalError(f"{path}: PLY file has no 'vertex' element") from None
-    except Exception as exc:  # plyfile raises many types on malformed input
-        raise PcalError(f"{path}: not a readable PLY file ({_one_line(exc)})") from None
+    ply, vertex = _read_vertex(path)
     fields = vertex.dtype.names or ()
     if not all(axis in fields for axis in ("x", "y", "z")):
         raise PcalError(f"{path}: PLY vertices have no x/y/z fields (found: {', '.join(fields) or 'none'})")
@@ -76,6 +71,8 @@ def read_ply(path: str | os.PathLike, label_field: str | None = None, name: str 
     region = None if region_name is None else np.asarray(vertex[region_name]).astype(np.int32)
     intensity_name = next((f for f in INTENSITY_NAMES if f in fields), None)
     intensity = None if intensity_name is None else np.asarray(vertex[intensity_name], dtype=np.float32)
+    nir_name = next((f for f in NIR_NAMES if f in fields), None)
+    nir = None if nir_name is None else np.asarray(vertex[nir_name], dtype=np.float32)
     return Scene(
         name=name or path.stem,
         xyz=xyz,
@@ -84,7 +81,29 @@ def read_ply(path: str | os.PathLike, label_field: str | None = None, name: str 
         intensity=intensity,
         region=region,
         offset=offset,
+        nir=nir,
     )
+
+
+def ply_channels(path: str | os.PathLike) -> frozenset[str]:
+    """The input channels :func:`read_ply` finds in a PLY file (``rgb``, ``intensity``, ``nir``),
+    from its vertex fields; binary files are memory-mapped, so no point is read."""
+    path = Path(path)
+    fields = set(_read_vertex(path)[1].dtype.names or ())
+    found = {"rgb"} if any(set(names) <= fields for names in COLOR_NAMES) else set()
+    found |= {"intensity"} if fields & set(INTENSITY_NAMES) else set()
+    found |= {"nir"} if fields & set(NIR_NAMES) else set()
+    return frozenset(found)
+
+
+def _read_vertex(path: Path) -> tuple[PlyData, np.ndarray]:
+    try:
+        ply = PlyData.read(str(path))
+        return ply, ply["vertex"].data
+    except KeyError:
+        raise PcalError(f"{path}: PLY file has no 'vertex' element") from None
+    except Exception as exc:  # plyfile raises many types on malformed input
+        raise PcalError(f"{path}: not a readable PLY file ({_one_line(exc)})") from None
 
 
 def write_ply(path: str | os.PathLike, scene: Scene) -> None:
@@ -96,6 +115,8 @@ def write_ply(path: str | os.PathLike, scene: Scene) -> None:
         columns += [(c, "u1", scene.rgb[:, i]) for i, c in enumerate(("red", "green", "blue"))]
     if scene.intensity is not None:
         columns.append(("intensity", "f4", scene.intensity))
+    if scene.nir is not None:
+        columns.append(("nir", "f4", scene.nir))
     columns += [("label", "i2", scene.label), ("region", "i4", scene.region)]
     data = np.empty(len(scene), dtype=[(name, "<" + kind) for name, kind, _ in columns])
     for name, _, values in columns:

@@ -106,10 +106,11 @@ def scene_files(folder: Path, suffix: str) -> list[Path]:
 # NPY
 
 
-def load_npy(path: Path) -> np.ndarray:
-    """``np.load`` without pickles; any failure becomes one :class:`PcalError` line."""
+def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """``np.load`` without pickles (memory-mapped with ``mmap``); any failure becomes one
+    :class:`PcalError` line."""
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except FileNotFoundError:
         raise PcalError(f"{path}: file not found") from None
     except Exception as exc:  # truncated, not an .npy, object arrays, ...
@@ -158,25 +159,18 @@ def read_npy(path: str | os.PathLike, label_path: str | os.PathLike | None = Non
 
 def read_las(path: str | os.PathLike, label_field: str | None = None, name: str | None = None) -> Scene:
     """Read a LAS or LAZ file with laspy: scaled x/y/z (kept exact through an offset), colours
-    (16-bit scaled to 8-bit), intensity and ``classification`` (or ``label_field``) as raw labels.
+    (16-bit scaled to 8-bit), intensity, near infrared (``nir``, point formats 8 and 10) and
+    ``classification`` (or ``label_field``) as raw labels.
 
-    Colours or intensity that are zero for every point are treated as absent, and so is a
+    Colours, intensity or nir that are zero for every point are treated as absent, and so is a
     ``classification`` that is 0 ("never classified") everywhere.
     """
     path = Path(path)
-    try:
-        import laspy
-    except ImportError:
-        raise PcalError(f"{path}: reading LAS/LAZ needs laspy: {LAS_INSTALL_HINT}") from None
+    laspy = _import_laspy(path)
     try:
         las = laspy.read(str(path))
-    except FileNotFoundError:
-        raise PcalError(f"{path}: file not found") from None
     except Exception as exc:  # laspy, lazrs and numpy raise many types on bad input
-        message = _one_line(exc)
-        if "LazBackend" in message or "laz backend" in message.lower():
-            raise PcalError(f"{path}: reading LAZ needs a LAZ backend: {LAS_INSTALL_HINT}") from None
-        raise PcalError(f"{path}: not a readable LAS/LAZ file ({message})") from None
+        raise _las_error(path, exc) from None
 
     dimensions = set(las.point_format.dimension_names)
     xyz, offset = relative_coordinates(
@@ -187,18 +181,65 @@ def read_las(path: str | os.PathLike, label_field: str | None = None, name: str 
         raw_rgb = np.stack([np.asarray(las[c]) for c in ("red", "green", "blue")], axis=1)
         if raw_rgb.any():
             rgb = colors_to_uint8(raw_rgb)
-    intensity = None
-    if "intensity" in dimensions:
-        values = np.asarray(las.intensity)
-        if values.any():
-            intensity = values.astype(np.float32)
+    intensity = _nonzero_float(las, "intensity", dimensions)
+    nir = _nonzero_float(las, "nir", dimensions)
     field = label_field or "classification"
     if field not in dimensions:
         raise PcalError(f"{path}: no point field '{field}' (found: {', '.join(sorted(dimensions))})")
     label = integer_labels(np.asarray(las[field]), path, f"field '{field}'")
     if label_field is None and not label.any():
         label = None
-    return Scene(name=name or path.stem, xyz=xyz, label=label, rgb=rgb, intensity=intensity, offset=offset)
+    return Scene(name=name or path.stem, xyz=xyz, label=label, rgb=rgb, intensity=intensity, offset=offset,
+                 nir=nir)
+
+
+LAS_CHANNELS = {"rgb": ("red", "green", "blue"), "intensity": ("intensity",), "nir": ("nir",)}
+
+
+def las_channels(path: str | os.PathLike, chunk: int = 50_000) -> frozenset[str]:
+    """The input channels :func:`read_las` finds in a LAS/LAZ file (``rgb``, ``intensity``,
+    ``nir``; one zero at every point is absent), reading ``chunk`` points at a time only until
+    each declared channel has shown a non-zero value."""
+    path = Path(path)
+    laspy = _import_laspy(path)
+    try:
+        with laspy.open(str(path)) as reader:
+            declared = set(reader.header.point_format.dimension_names)
+            pending = {c: dims for c, dims in LAS_CHANNELS.items() if set(dims) <= declared}
+            found: set[str] = set()
+            for points in reader.chunk_iterator(chunk):
+                found |= {c for c, dims in pending.items() if any(np.asarray(points[d]).any() for d in dims)}
+                pending = {c: dims for c, dims in pending.items() if c not in found}
+                if not pending:
+                    break
+    except Exception as exc:
+        raise _las_error(path, exc) from None
+    return frozenset(found)
+
+
+def _nonzero_float(las, dimension: str, dimensions: set[str]) -> np.ndarray | None:
+    """A per-point LAS dimension as float32, or None when it is missing or zero everywhere."""
+    if dimension not in dimensions:
+        return None
+    values = np.asarray(las[dimension])
+    return values.astype(np.float32) if values.any() else None
+
+
+def _import_laspy(path: Path):
+    try:
+        import laspy
+    except ImportError:
+        raise PcalError(f"{path}: reading LAS/LAZ needs laspy: {LAS_INSTALL_HINT}") from None
+    return laspy
+
+
+def _las_error(path: Path, exc: Exception) -> PcalError:
+    if isinstance(exc, FileNotFoundError):
+        return PcalError(f"{path}: file not found")
+    message = _one_line(exc)
+    if "LazBackend" in message or "laz backend" in message.lower():
+        return PcalError(f"{path}: reading LAZ needs a LAZ backend: {LAS_INSTALL_HINT}")
+    return PcalError(f"{path}: not a readable LAS/LAZ file ({message})")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ class Scene:
     """One scan. ``xyz`` is float32 relative to ``offset`` (float64, metres).
 
     ``label`` holds ground truth (``IGNORE`` where unknown); ``region`` the labelling unit of each
-    point (``NO_REGION`` before regions are built). ``rgb`` (uint8) and ``intensity`` (float32) are
-    optional input channels.
+    point (``NO_REGION`` before regions are built). ``rgb`` (uint8), ``intensity`` and ``nir``
+    (near infrared, float32, as stored) are optional input channels.
     """
 
     name: str
@@ -28,6 +28,7 @@ class Scene:
     intensity: np.ndarray | None = None
     region: np.ndarray | None = None
     offset: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    nir: np.ndarray | None = None  # last, so positional construction stays as it was
 
     def __post_init__(self) -> None:
         n = len(self.xyz)
@@ -39,6 +40,8 @@ class Scene:
             self.rgb = np.ascontiguousarray(self.rgb, dtype=np.uint8).reshape(n, 3)
         if self.intensity is not None:
             self.intensity = np.ascontiguousarray(self.intensity, dtype=np.float32).reshape(n)
+        if self.nir is not None:
+            self.nir = np.ascontiguousarray(self.nir, dtype=np.float32).reshape(n)
 
     def __len__(self) -> int:
         return len(self.xyz)
@@ -54,6 +57,7 @@ class Scene:
             intensity=pick(self.intensity),
             region=self.region[index],
             offset=self.offset,
+            nir=pick(self.nir),
         )
 
 

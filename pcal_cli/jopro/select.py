@@ -16,11 +16,13 @@ lower row; NaN scores rank last. Steps:
 3. **Prototype suppression**: each surviving candidate is assigned to its most similar present
    prototype (cosine); among the candidates of a scene whose cosine to their prototype is above
    ``tau``, only the lowest-scored per prototype is kept. Candidates at or below ``tau`` all stay.
-4. **Budget**: the survivors of all scenes in ascending score, up to ``budget``. When they are
-   fewer than ``budget``, the rest comes from the remaining selectable points (suppressed
+4. **Budget**: with ``scene_budgets`` (the release's rule; :func:`pcal_cli.selection.budget.split_budget`
+   gives each scene its share of the round's budget, in proportion to its pool) each scene takes
+   its survivors in ascending score up to its share, then its other selectable points (suppressed
    candidates and non-candidates alike) in ascending score, as the release did with its
-   ``s + 1000`` key. Fewer than ``budget`` rows come back only when fewer points are selectable.
-   (The release's budget was per room; pcal's is global, as for every selector.)
+   ``s + 1000`` key; what a scene cannot fill goes to the best remaining points of any scene.
+   Without it the survivors of all scenes compete in one ranking up to ``budget``, then the rest
+   fills in. Fewer than ``budget`` rows come back only when fewer points are selectable.
 
 Returns row indices in selection order. Vectorised except for a loop over scenes and the greedy
 walk over the (few) candidates.
@@ -80,12 +82,13 @@ def prototype_keep(features: np.ndarray, protos: np.ndarray, tau: float) -> np.n
 def jopro_select(scores: np.ndarray, scene_of: np.ndarray, xyz: np.ndarray, features: np.ndarray,
                  protos: np.ndarray, present: np.ndarray, budget: int, candidate_fraction: float = 0.02,
                  radius: float = 0.45, tau: float = 0.8, *, selectable: np.ndarray | None = None,
-                 spatial_rule: str = "greedy") -> np.ndarray:
+                 spatial_rule: str = "greedy", scene_budgets: dict[int, int] | None = None) -> np.ndarray:
     """Rows to label, in selection order (see the module docstring); at most ``budget`` of them.
 
     ``scores`` ``[N]`` (low first), ``scene_of`` ``[N]`` scene ids, ``xyz`` ``[N, 3]`` metres,
     ``features`` ``[N, D]``, ``protos`` ``[C, D]`` with ``present`` ``[C]``; ``selectable`` ``[N]``
-    bool (default all) marks rows that may be chosen (e.g. not yet labelled).
+    bool (default all) marks rows that may be chosen (e.g. not yet labelled); ``scene_budgets``
+    maps a scene id of ``scene_of`` to its share of ``budget`` (they must sum to ``budget``).
     """
     scores = np.asarray(scores)
     n = len(scores)
@@ -139,9 +142,32 @@ def jopro_select(scores: np.ndarray, scene_of: np.ndarray, xyz: np.ndarray, feat
         cand = cand[prototype_keep(features[cand].astype(np.float64), anchors, tau)]
         survivors.append(cand)
     chosen = np.concatenate(survivors)
-    chosen = chosen[np.lexsort((chosen, key[chosen]))][:budget]
+    if scene_budgets is not None:
+        chosen = _per_scene(chosen, rows, scene_of, key, scene_budgets, budget)
+    else:
+        chosen = chosen[np.lexsort((chosen, key[chosen]))][:budget]
     if len(chosen) < budget:
         rest = np.setdiff1d(rows, chosen, assume_unique=True)
         rest = rest[np.lexsort((rest, key[rest]))][:budget - len(chosen)]
         chosen = np.concatenate([chosen, rest])
     return chosen.astype(np.int64)
+
+
+def _per_scene(survivors: np.ndarray, rows: np.ndarray, scene_of: np.ndarray, key: np.ndarray,
+               scene_budgets: dict[int, int], budget: int) -> np.ndarray:
+    """Each scene's share: its survivors by score, then its other rows by score (step 4)."""
+    if sum(scene_budgets.values()) != budget:
+        raise PcalError(f"jopro_select: the scene budgets sum to {sum(scene_budgets.values())}, not {budget}")
+    taken = []
+    survivors = survivors[np.lexsort((survivors, key[survivors]))]
+    for scene, share in sorted(scene_budgets.items()):
+        if share <= 0:
+            continue
+        mine = survivors[scene_of[survivors] == scene][:share]
+        if len(mine) < share:
+            others = np.setdiff1d(rows[scene_of[rows] == scene], mine, assume_unique=True)
+            others = others[np.lexsort((others, key[others]))][:share - len(mine)]
+            mine = np.concatenate([mine, others])
+        taken.append(mine)
+    chosen = np.concatenate(taken) if taken else np.zeros(0, dtype=np.int64)
+    return chosen[np.lexsort((chosen, key[chosen]))]

@@ -129,10 +129,16 @@ class SparseUNet(nn.Module):
     """Stem, four encoder stages and four decoder stages shared by MinkUNet and SPVCNN.
 
     Subclasses write ``forward``; :attr:`feature_dim` is the width of the last decoder stage.
+    ``dropout > 0`` puts an ``nn.Dropout`` (``head_dropout``, no weights, so checkpoints keep their
+    keys) on the classifier's input, trained with the network: MC-dropout's passes then sample the
+    dropout the network learnt with, not one added at test time only.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, cr: float = 1.0) -> None:
+    def __init__(self, in_channels: int, num_classes: int, cr: float = 1.0, dropout: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        self.head_dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         cs = scaled_widths(cr)
         self.in_channels = in_channels
         self.num_classes = num_classes

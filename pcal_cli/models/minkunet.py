@@ -27,4 +27,4 @@ class MinkUNet(SparseUNet):
         y2 = self.up2(y1, x2)
         y3 = self.up3(y2, x1)
         y4 = self.up4(y3, x0)
-        return self.classifier(y4.F), y4.F
+        return self.classifier(self.head_dropout(y4.F)), y4.F

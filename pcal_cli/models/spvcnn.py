@@ -28,8 +28,8 @@ class SPVCNN(SparseUNet):
     features)`` per input row, like :class:`~pcal_cli.models.minkunet.MinkUNet`.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, cr: float = 1.0) -> None:
-        super().__init__(in_channels, num_classes, cr)
+    def __init__(self, in_channels: int, num_classes: int, cr: float = 1.0, dropout: float = 0.0) -> None:
+        super().__init__(in_channels, num_classes, cr, dropout)
         cs = self.widths
         self.point_transforms = nn.ModuleList(
             [point_mlp(cs[0], cs[4]), point_mlp(cs[4], cs[6]), point_mlp(cs[6], cs[8])]
@@ -58,7 +58,7 @@ class SPVCNN(SparseUNet):
         y4 = self.up4(y3, x0)
 
         z3 = voxel_to_point(y4, z2) + self.point_transforms[2](z2.F)
-        return self.classifier(z3.F), z3.F
+        return self.classifier(self.head_dropout(z3.F)), z3.F
 
     def _point_to_voxel_dropout(self, x: SparseTensor, z: PointTensor) -> SparseTensor:
         y = point_to_voxel(x, z)

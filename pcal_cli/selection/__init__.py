@@ -22,7 +22,7 @@ import numpy as np
 
 from pcal_cli.errors import PcalError, did_you_mean
 from pcal_cli.selection.budget import Budget, parse_budget
-from pcal_cli.selection.diversity import DEFAULT_DECAY, INDOOR_CLUSTERS, OUTDOOR_CLUSTERS, diversity_select
+from pcal_cli.selection.diversity import DEFAULT_DECAY, diversity_select
 from pcal_cli.jopro.select import jopro_select
 from pcal_cli.selection.fds import fds_select
 from pcal_cli.selection.kcenter import kcenter_greedy
@@ -49,13 +49,16 @@ SELECTORS: dict[str, SelectorSpec] = {
         SelectorSpec("kcenter", kcenter_greedy, needs_features=True,
                      description="core-set k-center greedy on pooled unit features"),
         SelectorSpec("diversity", diversity_select, needs_features=True,
-                     options={"clusters": INDOOR_CLUSTERS, "decay": DEFAULT_DECAY, "trim": None},
-                     outdoor_options={"clusters": OUTDOOR_CLUSTERS, "trim": 0.1},
-                     description="ReDAL: k-means on region features, decay^(j-1) for the j-th region "
-                                 "of a cluster"),
-        SelectorSpec("jopro", jopro_select, needs_features=True, options={"radius": 0.45, "tau": 0.8},
+                     options={"clusters": "auto", "decay": DEFAULT_DECAY, "trim": None, "overshoot": False},
+                     outdoor_options={"trim": 0.1},
+                     description="ReDAL: k-means on region features (one cluster per 55 regions, or "
+                                 "clusters=N), decay^(j-1) for the j-th region of a cluster; overshoot=true "
+                                 "takes the region that crosses the budget, as the release"),
+        SelectorSpec("jopro", jopro_select, needs_features=True,
+                     options={"radius": 0.45, "tau": 0.8, "budget_split": "per-scene"},
                      description="JoPro: spatial suppression within radius, one candidate per prototype "
-                                 "above cosine tau (score with --scorer fms)"),
+                                 "above cosine tau, each scene its share of the budget (budget_split=global: "
+                                 "one ranking) (score with --scorer fms)"),
         SelectorSpec("fds", fds_select, needs_features=True, options={"radius": 0.20, "tau": 0.8},
                      description="HPAL: skip a point within radius of an accepted one with cosine > tau"),
     )

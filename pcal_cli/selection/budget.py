@@ -103,3 +103,21 @@ def schedule_item(text: str, index: int) -> str:
     """The budget of the ``index``-th round (0-based) of a schedule: its item, else the last one."""
     items = [part.strip() for part in str(text).split(",")]
     return items[min(index, len(items) - 1)]
+
+
+def split_budget(budget: int, weights) -> list[int]:
+    """``budget`` points split over groups in proportion to ``weights`` (e.g. each scene's pool),
+    rounded by largest remainder so the parts sum to ``budget`` exactly (ties to the lower index)."""
+    import numpy as np
+
+    weights = np.asarray(weights, dtype=np.float64)
+    if budget < 0 or (weights < 0).any():
+        raise PcalError(f"cannot split a budget of {budget} over weights {weights.tolist()[:5]}")
+    if not len(weights) or weights.sum() == 0:
+        return [0] * len(weights)
+    exact = budget * weights / weights.sum()
+    parts = np.floor(exact).astype(np.int64)
+    left = int(budget - parts.sum())
+    order = np.lexsort((np.arange(len(weights)), -(exact - parts)))
+    parts[order[:left]] += 1
+    return parts.tolist()

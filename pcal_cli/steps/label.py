@@ -32,7 +32,9 @@ def oracle_round(project: Project, round_index: int) -> LabelCommit:
 
     return commit_labels(project, new_round, LazyMapping(asked, answered), source="oracle", unit=queries["unit"],
                          units=units,
-                         details={"queries_round": round_index, "spent_points": queries["spent_points"]})
+                         details={"queries_round": round_index, "spent_points": queries["spent_points"],
+                                  "budget_points": queries.get("budget_points"),
+                                  "overshoot_points": queries.get("overshoot_points", 0)})
 
 
 def oracle_target(project: Project, latest: int) -> int:

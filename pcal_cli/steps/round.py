@@ -128,6 +128,8 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
         options = replace(options, reg=preset.reg)
     if options.warm_start is None:
         options = replace(options, warm_start=preset.warm_start)
+    if options.dropout is None:
+        options = replace(options, dropout=preset.dropout)
     indoor = project.config.indoor
     budget = budget or preset.round_budget(indoor)
     check_round_settings(project, preset, budget, unit or preset.unit, cell, options,

@@ -177,7 +177,8 @@ def score_scene(project: Project, round_index: int, name: str, scene_index: int,
             pass  # the forward pass only pools features for the selector
         elif spec.unit_level:
             pred = (probs.mean(axis=0) if probs.ndim == 3 else probs).argmax(axis=1)[inverse]
-            units, scores = segment_entropy(pred, np.where(available, ids, -1), num_classes)
+            segments = scene.region if options.get("segments", "supervoxel") == "supervoxel" else None
+            units, scores = segment_entropy(pred, np.where(available, ids, -1), num_classes, segments=segments)
             arrays.update(units=units, scores=scores.astype(np.float64),
                           costs=np.bincount(ids[available], minlength=int(ids.max()) + 1)[units].astype(np.int64))
         elif spec.scene_score is not None:

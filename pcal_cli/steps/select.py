@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,25 @@ from pcal_cli.jopro.select import jopro_select
 from pcal_cli.selection.topk import rank_descending
 from pcal_cli.steps.jopro_round import load_prototypes
 from pcal_cli.selection.topk import select_top_per_group
-from pcal_cli.selection.budget import parse_budget
+from pcal_cli.selection.budget import parse_budget, split_budget
 from pcal_cli.steps.pool import training_points
 from pcal_cli.steps.score import load_scores
 
 ROUND_FILE = "round.json"
+#: A round's budget should buy at least this many median units, or the selector has little choice.
+MIN_UNITS_PER_ROUND = 10
+
+
+def _warn_small_budget(budget_points: int, costs: np.ndarray, unit: str) -> None:
+    """Warn, with the numbers, when the budget buys fewer than :data:`MIN_UNITS_PER_ROUND` median units."""
+    sizes = costs[costs > 0]
+    if unit == "point" or not len(sizes):
+        return
+    median = float(np.median(sizes))
+    if budget_points < MIN_UNITS_PER_ROUND * median:
+        warnings.warn(f"the budget of {budget_points:,} points buys about {budget_points / median:.1f} {unit}s of the "
+                      f"median size ({median:,.0f} points); with fewer than {MIN_UNITS_PER_ROUND} the selection has "
+                      "little to choose from: raise the budget or use smaller units", stacklevel=3)
 
 
 def select_round(project: Project, round_index: int, budget: str, *, selector: str = "topk", seed: int = 0,
@@ -66,6 +81,9 @@ def select_round(project: Project, round_index: int, budget: str, *, selector: s
         if spec.needs_features and not all("features" in arrays[n] for n in names):
             raise PcalError(f"--selector {selector} needs unit features: score again with --features "
                             "(or --scorer coreset)")
+        if selector == "fds" and config["unit"] != "point":
+            raise PcalError("--selector fds selects points: score with --unit point")
+        _warn_small_budget(budget_points, costs, config["unit"])
         if selector == "kcenter":
             features = np.concatenate([arrays[n]["features"] for n in names])
             labelled = np.concatenate([arrays[n]["labelled_features"] for n in names])
@@ -83,8 +101,13 @@ def select_round(project: Project, round_index: int, budget: str, *, selector: s
             xyz = np.concatenate([arrays[n]["xyz"] for n in names])
             features = np.concatenate([arrays[n]["features"] for n in names])
             anchors = load_prototypes(project, round_index)
+            jopro_options = {k: v for k, v in chosen_options.items() if k != "budget_split"}
+            shares = None
+            if chosen_options.get("budget_split", "per-scene") == "per-scene":  # the release: per room
+                pools = [int(arrays[n].get("pool", arrays[n]["costs"].sum())) for n in names]
+                shares = dict(enumerate(split_budget(budget_points, pools)))
             chosen = jopro_select(-scores, scene_of, xyz, features, anchors["protos"], anchors["present"],
-                                  budget_points, candidate_fraction=1.0, **chosen_options)
+                                  budget_points, candidate_fraction=1.0, scene_budgets=shares, **jopro_options)
             chosen = chosen[costs[chosen] > 0]
         elif selector == "diversity":
             features = np.concatenate([arrays[n]["features"] for n in names])
@@ -109,6 +132,7 @@ def select_round(project: Project, round_index: int, budget: str, *, selector: s
         "budget": budget,
         "budget_points": budget_points,
         "spent_points": int(costs[chosen].sum()),
+        "overshoot_points": max(0, int(costs[chosen].sum()) - budget_points),
         "pool_points": pool,
         "queries": queries,
     }

@@ -60,7 +60,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 def model_from_checkpoint(state: dict[str, Any], device: torch.device | str = "cpu") -> torch.nn.Module:
     """Rebuild the network recorded in a checkpoint and load its weights."""
     config = state["config"]
-    model = build_model(config["backbone"], config["in_channels"], config["num_classes"], cr=config["cr"])
+    model = build_model(config["backbone"], config["in_channels"], config["num_classes"], cr=config["cr"],
+                        dropout=float(config.get("dropout") or 0.0))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:

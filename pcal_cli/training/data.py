@@ -27,16 +27,17 @@ class Voxelized:
 
 
 def input_channels(channels: list[str]) -> int:
-    """Feature width: x y z (centred) plus 3 for rgb and 1 for intensity."""
-    return 3 + 3 * ("rgb" in channels) + ("intensity" in channels)
+    """Feature width: x y z (centred) plus 3 for rgb, 1 for intensity and 1 for nir."""
+    return 3 + 3 * ("rgb" in channels) + ("intensity" in channels) + ("nir" in channels)
 
 
 def point_features(xyz: np.ndarray, scene: Scene, channels: list[str], rgb: np.ndarray | None = None,
                    rows: np.ndarray | None = None) -> np.ndarray:
     """Per-point input features: x, y centred on the scene, z above its lowest point (metres),
-    colours in -0.5..0.5, intensity divided by its 99th percentile. With ``rows`` only those
-    points' features are built (the centre and the percentile are still the whole scene's), so a
-    huge scene never holds the features of every point."""
+    colours in -0.5..0.5, intensity then nir each divided by its 99th percentile (always in
+    this order, whatever the order of ``channels``). With ``rows`` only those points' features
+    are built (the centre and the percentiles are still the whole scene's), so a huge scene
+    never holds the features of every point."""
     pick = (lambda a: a) if rows is None else (lambda a: a[rows])  # noqa: E731
     centre = np.array([xyz[:, 0].mean(), xyz[:, 1].mean(), xyz[:, 2].min()], dtype=np.float32)
     parts = [pick(xyz).astype(np.float32) - centre]
@@ -44,10 +45,18 @@ def point_features(xyz: np.ndarray, scene: Scene, channels: list[str], rgb: np.n
         colours = pick(scene.rgb if rgb is None else rgb).astype(np.float32) / 255.0 - 0.5
         parts.append(colours)
     if "intensity" in channels:
-        values = scene.intensity.astype(np.float32)
-        scale = float(np.percentile(values, 99)) if len(values) else 1.0
-        parts.append((pick(values) / (scale if scale > 0 else 1.0))[:, None])
+        parts.append(percentile_scaled(scene.intensity, pick)[:, None])
+    if "nir" in channels:
+        parts.append(percentile_scaled(scene.nir, pick)[:, None])
     return np.concatenate(parts, axis=1)
+
+
+def percentile_scaled(values: np.ndarray, pick=lambda a: a) -> np.ndarray:
+    """``pick(values)`` (float32) divided by the 99th percentile of all ``values`` (by 1 when
+    that is not positive): intensity and nir come in any scanner's units."""
+    values = values.astype(np.float32)
+    scale = float(np.percentile(values, 99)) if len(values) else 1.0
+    return pick(values) / (scale if scale > 0 else 1.0)
 
 
 def augment(xyz: np.ndarray, rgb: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:

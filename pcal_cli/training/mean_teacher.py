@@ -20,7 +20,7 @@ import torch
 
 from pcal_cli.training.data import Voxelized, collate, crop, point_features, voxelize
 from pcal_cli.training.ema import ema_update
-from pcal_cli.training.teacher_student import teacher_student_loss
+from pcal_cli.training.teacher_student import ramp_weights, teacher_student_loss
 from pcal_cli.training.views import strong_view
 
 SEMI_RECIPES = ("none", "teacher-student")
@@ -71,9 +71,17 @@ def two_views(scenes: list, options, config, step: int, view: Callable) -> TwoVi
     return batch
 
 
+def ramp_steps(ramp: float, total_steps: int) -> int:
+    """A ramp given as a fraction of the run (``< 1``) or as steps (``>= 1``), in steps."""
+    return int(round(ramp * total_steps)) if ramp < 1 else int(ramp)
+
+
 def teacher_student_step(model: torch.nn.Module, teacher: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                         scenes: list, options, config, step: int, device: torch.device) -> float:
-    """One optimiser step of the student and one EMA update of the teacher; returns the loss."""
+                         scenes: list, options, config, step: int, device: torch.device,
+                         total_steps: int | None = None) -> float:
+    """One optimiser step of the student and one EMA update of the teacher; returns the loss.
+    The consistency and pseudo-label weights follow :func:`ramp_weights` over ``ts_ramp`` of the
+    run's ``total_steps`` (a fraction) or steps (an integer)."""
     batch = two_views(scenes, options, config, step, strong_view)
     student_items, teacher_items, labels = batch.student, batch.teacher, batch.labels
     target = torch.from_numpy(np.concatenate(labels)).to(device)
@@ -81,7 +89,9 @@ def teacher_student_step(model: torch.nn.Module, teacher: torch.nn.Module, optim
         teacher.eval()
         teacher_logits, _ = point_outputs(teacher, teacher_items, device)
     student_logits, _ = point_outputs(model, student_items, device)
-    loss, _ = teacher_student_loss(student_logits, teacher_logits, target, threshold=options.pseudo_threshold)
+    ramp = ramp_steps(getattr(options, "ts_ramp", 0.0), total_steps or options.steps)
+    loss, _ = teacher_student_loss(student_logits, teacher_logits, target, threshold=options.pseudo_threshold,
+                                   weights=ramp_weights(step, ramp), kl=getattr(options, "ts_kl", "row-mean"))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -41,6 +41,7 @@ class Recipe:
     def __init__(self, model: torch.nn.Module, options, num_classes: int) -> None:
         self.model, self.options, self.num_classes = model, options, num_classes
         self.scaler: torch.amp.GradScaler | None = None  # fp16 loss scaling (training/precision.py)
+        self.total_steps: int | None = None  # the run's steps (set by the training loop; ramps use it)
 
     def evaluated(self) -> torch.nn.Module:
         """The network saved as ``model`` (what evaluation and scoring use)."""
@@ -136,7 +137,8 @@ class TeacherStudent(Recipe):
         self.teacher.load_state_dict(teacher)
 
     def step(self, optimizer, scenes, config, step, device) -> float:
-        return teacher_student_step(self.model, self.teacher, optimizer, scenes, self.options, config, step, device)
+        return teacher_student_step(self.model, self.teacher, optimizer, scenes, self.options, config, step, device,
+                                    total_steps=self.total_steps)
 
 
 class HybridContrastive(Recipe):

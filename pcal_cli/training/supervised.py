@@ -61,7 +61,10 @@ class TrainOptions:
     semi: str | None = None  # None or "none": supervised only; "teacher-student": HPAL's recipe
     ema_keep: float = 0.955  # teacher-student: EMA keep rate per step
     pseudo_threshold: float = 0.75  # teacher-student: teacher confidence for a pseudo-label
+    dropout: float | None = None  # dropout on the classifier's input, trained (None: 0, or the method's: mc_dropout)
     ts_evaluate: str = "student"  # teacher-student: the network saved as the model ("student", or "teacher")
+    ts_kl: str = "class-mean"  # teacher-student: KL normalised over classes too (HPAL's release), or "row-mean"
+    ts_ramp: float = 0.3  # teacher-student: consistency ramp-up and pseudo-label warm-up (fraction of steps, or steps)
     reg: str | None = None  # None or "none"; "hybrid-contrastive": JoPro's regulariser
     reg_weights: tuple[float, float, float] = (0.1, 0.1, 0.1)  # alignment, point InfoNCE, sub-prototype InfoNCE
     reg_conf: float = 0.8  # teacher confidence of the points the regulariser uses
@@ -141,6 +144,12 @@ def check_options(options: TrainOptions) -> None:
         raise PcalError("--epochs must be positive")
     if options.semi not in (None, *SEMI_RECIPES):
         raise PcalError(f"unknown --semi recipe '{options.semi}' (choose from {', '.join(SEMI_RECIPES)})")
+    if options.dropout is not None and not 0.0 <= options.dropout < 1.0:
+        raise PcalError(f"--dropout must lie in [0, 1), got {options.dropout}")
+    if options.ts_kl not in ("class-mean", "row-mean"):
+        raise PcalError(f"--ts-kl must be class-mean or row-mean, got '{options.ts_kl}'")
+    if options.ts_ramp < 0:
+        raise PcalError(f"--ts-ramp must be >= 0 (a fraction of the steps, or steps), got {options.ts_ramp}")
     if options.ts_evaluate not in ("student", "teacher"):
         raise PcalError(f"--ts-evaluate must be student or teacher, got '{options.ts_evaluate}'")
     if not 0.0 <= options.ema_keep <= 1.0 or not 0.0 <= options.pseudo_threshold <= 1.0:
@@ -276,9 +285,11 @@ def _train_loop(project: Project, round_index: int | None, options: TrainOptions
     config = project.config
     torch.manual_seed(options.seed)
     model = build_model(options.backbone, resolved["in_channels"], config.num_classes, cr=options.cr,
+                        dropout=options.dropout or 0.0,
                         seed=options.seed).to(device)
     recipe = make_recipe(model, options, config.num_classes)
     recipe.scaler = make_scaler(options.precision)
+    recipe.total_steps = steps
     if options.init is not None:
         start_from = load_checkpoint(Path(options.init))
         if (start_from["config"]["backbone"], start_from["config"]["cr"]) != (options.backbone, options.cr) or \

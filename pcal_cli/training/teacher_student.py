@@ -1,8 +1,12 @@
 """The loss of HPAL's teacher-student training, on per-point logits of two views of the same points.
 
 ``loss = w_sup * CE(student, labels | labelled rows)
-       + w_cons * mean_rows KL(p_teacher || p_student)
+       + w_cons * KL(p_teacher || p_student)
        + w_pseudo * CE(student, argmax p_teacher | unlabelled rows with max p_teacher >= threshold)``
+
+The KL term is normalised as in HPAL's release by default (``kl="class-mean"``: the mean over rows
+*and classes* of the element-wise terms, i.e. the mean per-row KL divided by C); ``kl="row-mean"``
+is the mean per-row KL (C times larger; pcal's rule before 0.2).
 
 Each cross-entropy is a mean over its own rows, and is 0 (still attached to the student's graph)
 when it has no row. The teacher's logits are detached: gradients reach only the student. The
@@ -10,13 +14,18 @@ logits are per point: the caller maps both views' voxel logits to the points thr
 voxelisation inverse maps, so row ``i`` is the same point in both.
 
 Differences from HPAL's released code: its supervised CE was on voxel logits against the label of
-each voxel's first point (labelled points that are not first were lost); its KL used PyTorch's
-element-wise mean, i.e. 1/C of the per-row KL used here; its teacher logits were not detached
-(harmless, the teacher has no optimiser).
+each voxel's first point (labelled points that are not first were lost); its teacher logits were
+not detached (harmless, the teacher has no optimiser).
+
+:func:`ramp_weights` gives the weights of a step: the consistency weight rises smoothly from
+exactly 0, ``(1 - cos(pi t)) / 2`` with ``t = step / ramp`` (the S-shape of Mean Teacher's
+ramp-up), and pseudo-labels are off until the ramp has ended (the teacher's warm-up), so a teacher
+that has not learnt yet neither pulls the student towards its noise nor hands out pseudo-labels.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -26,6 +35,17 @@ from pcal_cli.errors import PcalError
 
 #: HPAL's pseudo-label confidence threshold on the teacher's max probability.
 PSEUDO_THRESHOLD = 0.75
+KL_RULES = ("class-mean", "row-mean")
+
+
+def ramp_weights(step: int, ramp: int) -> tuple[float, float, float]:
+    """``(supervised, consistency, pseudo)`` weights of step ``step`` (0-based) with a ramp of
+    ``ramp`` steps: 1; the S-shaped ramp from 0 at step 0 to 1 at step ``ramp``; 0 before step
+    ``ramp``, then 1. ``ramp = 0`` gives constant weights ``(1, 1, 1)`` (HPAL's release)."""
+    if ramp <= 0:
+        return 1.0, 1.0, 1.0
+    t = min(1.0, step / ramp)
+    return 1.0, 0.5 * (1.0 - math.cos(math.pi * t)), 0.0 if step < ramp else 1.0
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -34,8 +54,8 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def teacher_student_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-                         threshold: float = PSEUDO_THRESHOLD,
-                         weights: Sequence[float] = (1.0, 1.0, 1.0)) -> tuple[torch.Tensor, dict[str, float]]:
+                         threshold: float = PSEUDO_THRESHOLD, weights: Sequence[float] = (1.0, 1.0, 1.0),
+                         kl: str = "row-mean") -> tuple[torch.Tensor, dict[str, float]]:
     """``(loss, parts)`` for ``[P, C]`` student and teacher logits and labels ``[P]`` (negative = unknown).
 
     ``parts`` holds floats: ``supervised``, ``consistency``, ``pseudo`` (unweighted), ``total``,
@@ -64,8 +84,10 @@ def teacher_student_loss(student_logits: torch.Tensor, teacher_logits: torch.Ten
     nll_labelled = -log_student.gather(1, labels.clamp(min=0)[:, None])[:, 0]
     supervised = _masked_mean(nll_labelled, labelled)
 
+    if kl not in KL_RULES:
+        raise PcalError(f"teacher-student loss: kl must be one of {', '.join(KL_RULES)}, got {kl!r}")
     kl_rows = (log_teacher.exp() * (log_teacher - log_student)).sum(dim=1)
-    consistency = kl_rows.sum() / max(rows, 1)
+    consistency = kl_rows.sum() / max(rows, 1) / (classes if kl == "class-mean" else 1)
 
     confidence, pseudo_labels = log_teacher.exp().max(dim=1)
     confident = (~labelled) & (confidence >= threshold)

@@ -13,16 +13,24 @@ The rule (numpy in, numpy out; randomness only from the generator given):
    ``wall`` (the four vertical faces: lowest and highest x and y). A project without such
    classes (outdoor data, other names) never drops anything.
 2. **A class's surface** (:func:`structural_surfaces`, computed once per scene on the whole
-   scene, before any crop) is the set of regions (the PLY's ``region`` field, id >= 0) that have
-   at least ``share`` = 70 % of their points within ``band`` = 0.2 m of the class's faces (for the
-   walls: each point within 0.2 m of any of the four). Points without a region never belong to a
-   surface.
+   scene, before any crop) is the set of regions (the PLY's ``region`` field, id >= 0) lying in
+   the plane of one of the class's faces: the face's plane is the median coordinate of the points
+   within ``band`` = 0.2 m of the bounding-box face, and a region lies in it when at least
+   ``share`` = 70 % of its points are within ``coplanar`` = 3 cm of that plane (for the walls:
+   of any of the four). So a door leaf or a window pane recessed a few centimetres into the wall
+   is not part of the wall's surface and stays in the view with its tag. ``coplanar = 0`` gives
+   the earlier rule: every region with 70 % of its points within 0.2 m of the face. Points
+   without a region never belong to a surface.
 3. **The drop** (:func:`tag_drop`): for each structural class that is tagged in the scene and has
    a non-empty surface, in class order, one uniform draw; below ``p`` (0.5) the surface's points
    are removed from the view and the class is cleared from the view's tags, unless a point that
    stays is *known* (a point label of the round, never the ground truth) to be of that class, or
    fewer than :data:`MIN_KEPT` points would stay: then that class is kept and nothing is removed
-   for it. With ``p = 0`` nothing is drawn and nothing dropped.
+   for it. With ``p = 0`` nothing is drawn and nothing dropped. Other tags stay: whether every
+   point of another class left with the surface (a door flush with the wall) cannot be known from
+   tags, and a round's few known points cannot tell it either (a known point of a class inside the
+   surface says nothing of that class's unknown points elsewhere); the coplanar rule of step 2 is
+   what keeps recessed objects, and their tags, in the view.
 
 Where pcal differs from the release, and why: the release removes the single largest superpoint
 inside a 0.5 m slab at the floor (and ceiling), and the largest in each of four 0.5 m wall slabs,
@@ -62,6 +70,8 @@ TAG_DROP = 0.5
 SURFACE_BAND = 0.2
 #: A region lies on a face when at least this share of its points do.
 SURFACE_SHARE = 0.7
+#: A point lies in a face's plane when it is within this distance of it (metres); 0: the band rule.
+SURFACE_COPLANAR = 0.03
 #: A drop that would leave fewer points than this in the view is not made.
 MIN_KEPT = 2
 #: Structural class names and the bounding-box faces they lie on (axis, 0 = lowest / 1 = highest).
@@ -90,7 +100,8 @@ def _check_band_share(band: float, share: float) -> tuple[float, float]:
 
 
 def structural_surfaces(xyz: np.ndarray, region: np.ndarray, classes: Sequence[str],
-                        band: float = SURFACE_BAND, share: float = SURFACE_SHARE) -> dict[int, np.ndarray]:
+                        band: float = SURFACE_BAND, share: float = SURFACE_SHARE,
+                        coplanar: float = SURFACE_COPLANAR) -> dict[int, np.ndarray]:
     """``{class index: sorted region ids}``: the regions lying on each structural class's faces
     (module docstring, step 2); classes whose surface is empty are left out."""
     band, share = _check_band_share(band, share)
@@ -112,7 +123,12 @@ def structural_surfaces(xyz: np.ndarray, region: np.ndarray, classes: Sequence[s
         near = np.zeros(len(points), dtype=bool)
         for axis, side in faces:
             distance = points[:, axis] - low[axis] if side == 0 else high[axis] - points[:, axis]
-            near |= distance <= band
+            in_band = distance <= band
+            if coplanar > 0 and in_band.any():
+                plane = float(np.median(points[in_band, axis]))
+                near |= np.abs(points[:, axis] - plane) <= coplanar
+            else:
+                near |= in_band
         on_face = np.bincount(inverse, weights=near, minlength=len(ids)) >= share * sizes
         if on_face.any():
             surfaces[index] = ids[on_face].astype(np.int64)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pcal_cli.data.scene import Scene
 
 SPLITS = ("train", "val", "test")
+CHANNELS = ("rgb", "intensity", "nir")  # input channels besides xyz, in the order features are built
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class DatasetSpec:
     classes: tuple[str, ...]
     colors: tuple[tuple[int, int, int], ...]
     indoor: bool = True
-    channels: tuple[str, ...] = ("rgb",)  # input channels besides xyz: "rgb" and/or "intensity"
+    channels: tuple[str, ...] = ("rgb",)  # input channels besides xyz: some of CHANNELS, in that order
     voxel_size: float | None = None  # None: the training profile's
     ignore: int = -1
     profile: str = "indoor"  # training profile (pcal_cli.training.profiles): synthetic, indoor, vehicle, aerial

@@ -21,7 +21,7 @@ import numpy as np
 
 from pcal_cli.data.classes import SCANNET_CLASSES, SCANNET_COLORS, SCANNET_NYU40_IDS, map_labels
 from pcal_cli.data.datasets.base import DatasetSpec, RawDataset, RawScene
-from pcal_cli.data.datasets.folder import apply_assignment, read_name_list, read_split_file
+from pcal_cli.data.datasets.splits import apply_assignment, read_name_list, read_split_file
 from pcal_cli.data.ply import read_ply
 from pcal_cli.data.readers import existing_folder, read_npy, scene_files
 from pcal_cli.data.scene import IGNORE, Scene
@@ -41,7 +41,7 @@ def open_scannet(raw: str | os.PathLike, split_file: str | os.PathLike | None = 
     itself, or a folder of ``*_vert_all.npy`` files).
 
     Splits, in order of precedence: ``split_file`` (see
-    :func:`pcal_cli.data.datasets.folder.read_split_file`); the official
+    :func:`pcal_cli.data.datasets.splits.read_split_file`); the official
     ``scannetv2_{train,val,test}.txt`` lists when found in ``raw`` (or its ``meta_data/`` or
     ``Tasks/Benchmark/``); otherwise the rule: ``scans_test`` scenes are test, ``sceneXXXX_YY``
     with ``XXXX % 5 == 4`` is val, every other scene train (all scans of a room share a split).

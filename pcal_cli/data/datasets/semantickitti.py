@@ -3,7 +3,8 @@
 Layout: ``sequences/NN/velodyne/XXXXXX.bin`` (float32 (N, 4) x y z intensity) and
 ``sequences/NN/labels/XXXXXX.label`` (uint32; low 16 bits semantic id, high 16 bits instance id).
 Semantic ids map through ``SEMANTICKITTI_LEARNING_MAP`` (moving classes to their static class,
-0/1/52/99 and unknown ids to ignore). Splits: 00-07, 09, 10 train; 08 val; 11-21 test (no labels).
+0/1/52/99 and unknown ids to ignore). Splits: 00-07, 09, 10 train; 08 val; 11-21 test (no labels),
+or a split file's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from pcal_cli.data.classes import SEMANTICKITTI_CLASSES, SEMANTICKITTI_COLORS, SEMANTICKITTI_LEARNING_MAP
 from pcal_cli.data.datasets.base import DatasetSpec, RawDataset, RawScene
+from pcal_cli.data.datasets.splits import assign_split_file
 from pcal_cli.data.readers import existing_folder, read_kitti_bin, scene_files
 from pcal_cli.errors import PcalError
 
@@ -37,11 +39,14 @@ def sequence_split(number: int) -> str | None:
     return None
 
 
-def open_semantickitti(raw: str | os.PathLike, frame_step: int = 1) -> RawDataset:
+def open_semantickitti(raw: str | os.PathLike, frame_step: int = 1,
+                       split_file: str | os.PathLike | None = None) -> RawDataset:
     """List the scans under ``raw`` (the folder holding ``sequences/``, its ``dataset/`` parent,
     or the ``sequences`` folder itself), keeping every ``frame_step``-th scan of each sequence
     (positions 0, k, 2k, ... in sorted order). Scene names are ``<sequence>_<frame>``.
     Test sequences (11-21) are listed with every label ignored, even where label files exist.
+    ``split_file`` (see :func:`pcal_cli.data.datasets.splits.read_split_file`) re-splits the
+    kept scans by name; labels still follow the sequence (none for 11-21).
     """
     root = existing_folder(raw, "SemanticKITTI folder")
     try:
@@ -81,6 +86,8 @@ def open_semantickitti(raw: str | os.PathLike, frame_step: int = 1) -> RawDatase
             scenes.append(RawScene(split, name, _loader(scan, label, name)))
     if not scenes:
         raise PcalError(f"{root}: no benchmark sequences (00-21) found")
+    if split_file is not None:
+        scenes = assign_split_file(scenes, split_file, notes)
     return RawDataset(spec=SPEC, scenes=scenes, notes=notes)
 
 

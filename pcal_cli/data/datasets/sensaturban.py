@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pcal_cli.data.datasets.base import DatasetSpec, RawDataset, RawScene, safe_scene_name
+from pcal_cli.data.datasets.splits import assign_split_file
 from pcal_cli.data.ply import read_ply
 from pcal_cli.data.readers import existing_folder, read_points_bin, scene_files
 from pcal_cli.data.scene import IGNORE, Scene
@@ -45,8 +46,9 @@ def block_split(name: str) -> str:
     return "val" if block in VAL_BLOCKS else "test" if block in TEST_BLOCKS else "train"
 
 
-def open_sensaturban(raw: str | os.PathLike) -> RawDataset:
-    """List the SensatUrban blocks (or block chunks) under ``raw``."""
+def open_sensaturban(raw: str | os.PathLike, split_file: str | os.PathLike | None = None) -> RawDataset:
+    """List the SensatUrban blocks (or block chunks) under ``raw``, split by block, or by
+    ``split_file`` (see :func:`pcal_cli.data.datasets.splits.read_split_file`) when given."""
     root = existing_folder(raw, "SensatUrban folder")
     entries: list[tuple[str, object]] = []
     if (root / "points").is_dir():
@@ -63,7 +65,10 @@ def open_sensaturban(raw: str | os.PathLike) -> RawDataset:
         raise PcalError(f"{root}: the same block name appears more than once")
     scenes = sorted((RawScene(block_split(n), n, load) for n, (_, load) in zip(names, entries)),
                     key=lambda s: s.name)
-    return RawDataset(spec=SPEC, scenes=scenes, notes=[])
+    notes: list[str] = []
+    if split_file is not None:
+        scenes = assign_split_file(scenes, split_file, notes)
+    return RawDataset(spec=SPEC, scenes=scenes, notes=notes)
 
 
 def _keep_classes(scene: Scene) -> Scene:
