@@ -69,6 +69,9 @@ class Profile:
 
 REGION_METHODS = ("random", "margin", "entropy", "coreset", "redal")
 POINT_METHODS = ("hpal_random", "hpal_mmu", "hpal", "jopro")  # random and margin points, HPAL, JoPro
+# the synthetic profile adds the papers' ablations: ReDAL's ENT+Region (+Div), HPAL's HMMU (+FDS)
+REDAL_ABLATIONS = ("redal_ent", "redal_ent_div")
+HPAL_ABLATIONS = ("hpal_hmmu", "hpal_hmmu_fds")
 # region unit: 0.5 % seed, then to 1, 2, 3 and 5 % labelled; point unit: 0.05 % seed, then to 0.1, 0.2, 0.5, 1 %
 REGION_BUDGETS = ("0.5%", "0.5%,1%,1%,2%", 4)
 POINT_BUDGETS = ("0.05%", "0.05%,0.1%,0.3%,0.5%", 4)
@@ -83,8 +86,10 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             seeds=2, train={"cr": 0.125, "steps": 6, "finetune-steps": 4, "full-steps": 6}),
     Profile("synthetic", "24 synthetic rooms of 8,000 points (16 train, 8 test), the synthetic training profile",
             ("synthetic", "--scenes", "24", "--points", "8000", "--seed", "0"),
-            (Track("region", REGION_METHODS, "region", REGION_BUDGETS[0], REGION_BUDGETS[1], REGION_BUDGETS[2]),
-             Track("point", POINT_METHODS, "point", POINT_BUDGETS[0], POINT_BUDGETS[1], POINT_BUDGETS[2]),
+            (Track("region", REGION_METHODS + REDAL_ABLATIONS, "region", REGION_BUDGETS[0], REGION_BUDGETS[1],
+                   REGION_BUDGETS[2]),
+             Track("point", POINT_METHODS[:2] + HPAL_ABLATIONS + POINT_METHODS[2:], "point", POINT_BUDGETS[0],
+                   POINT_BUDGETS[1], POINT_BUDGETS[2]),
              Track("region_ft2x", ("margin",), "region", REGION_BUDGETS[0], REGION_BUDGETS[1], REGION_BUDGETS[2],
                    seeds=1, train={"finetune-steps": 600},
                    note="margin, seed 0, with twice the fine-tune steps: is the round schedule converged?"),

@@ -107,16 +107,21 @@ def run_folders(folder: Path) -> list[Path]:
 def reference_options(options: TrainOptions, steps: int, seed: int) -> TrainOptions:
     """The full-supervision reference's training options: plain supervision, from scratch."""
     return replace(options, steps=steps, seed=seed, semi=None, reg=None, warm_start=False, finetune_steps=None,
-                   init=None, recipe=None)
+                   init=None, recipe=None, dropout=None)
+
+
+#: The settings a full-supervision reference depends on (plain supervision from scratch).
+REFERENCE_KEYS = ("backbone", "cr", "steps", "epochs", "lr", "optimizer", "weight_decay", "batch_size", "max_points",
+                  "precision", "dropout")
 
 
 def reference_folder(project: Project, options: TrainOptions) -> Path:
-    """Where the reference trained with ``options`` lives: keyed by every setting but the device."""
-    settings = asdict(options)
-    seed = settings.pop("seed")
-    settings.pop("device", None)
+    """Where the reference trained with ``options`` lives: keyed by the settings plain supervised
+    training depends on (:data:`REFERENCE_KEYS`), so recipe options of the methods never split it."""
+    settings = {key: getattr(options, key) for key in REFERENCE_KEYS}
+    settings["dropout"] = settings["dropout"] or 0.0
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    return project.root / REFERENCES_DIR / f"{options.backbone}-{options.steps}steps-{key}" / f"s{seed}"
+    return project.root / REFERENCES_DIR / f"{options.backbone}-{options.steps}steps-{key}" / f"s{options.seed}"
 
 
 def full_reference(project: Project, options: TrainOptions, *, say: Say = lambda text: None,
