@@ -28,8 +28,8 @@ from pcal_cli.training.profiles import get_profile
 from pcal_cli.geometry.grid import grid_subsample
 from pcal_cli.geometry.regions import build_regions
 from pcal_cli.project import CONFIG_NAME, LEDGER_NAME, Project, ProjectConfig, RegionSettings, dump_config
+from pcal_cli.catalogue import REGION_KINDS
 
-REGION_KINDS = ("supervoxel", "cells", "kmeans", "none")
 REGION_PARAMS = {
     "supervoxel": ("seed_resolution", "voxel_resolution", "min_size"),
     "cells": ("cell",),

@@ -13,9 +13,8 @@ from pcal_cli.data.scene import Scene
 from pcal_cli.errors import PcalError, did_you_mean
 from pcal_cli.geometry.regions import grid_cells
 from pcal_cli.rounds import UNKNOWN
+from pcal_cli.catalogue import DEFAULT_CELL, UNITS
 
-UNITS = ("scene", "region", "cell", "point")
-DEFAULT_CELL = 0.25
 
 
 def check_unit(unit: str) -> str:

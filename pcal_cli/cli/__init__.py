@@ -16,7 +16,7 @@ from pcal_cli.cli import check, compare, loop, prepare, report, train, view
 from pcal_cli.cli.common import err
 from pcal_cli.errors import PcalError
 from pcal_cli.threads import configure as configure_threads
-from pcal_cli.training.distributed import launched_world_size
+from pcal_cli.launch import world_size_from_env
 
 app = typer.Typer(
     name="pcal",
@@ -55,9 +55,9 @@ def root(
 ) -> None:
     """Shared options; each command also takes -p itself."""
     ctx.obj = {"project": project, "threads": configure_threads(threads)}
-    if ctx.invoked_subcommand not in (None, "train") and launched_world_size() > 1:
+    if ctx.invoked_subcommand not in (None, "train") and world_size_from_env() > 1:
         raise PcalError(f"'pcal {ctx.invoked_subcommand}' does not run under torchrun (WORLD_SIZE "
-                        f"{launched_world_size()}): only 'pcal train' is distributed; run the other steps in one "
+                        f"{world_size_from_env()}): only 'pcal train' is distributed; run the other steps in one "
                         "process, or as shards (docs/distributed.md)")
 
 

@@ -8,9 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pcal_cli.check import OK, PROBLEM, check_project, repair_project
 from pcal_cli.cli.common import ProjectOption, out, project_dir
-from pcal_cli.project import Project
 
 CHECK_HELP = """Verify a project: config, scenes, label files (sizes, ids, checksums), labels only
 growing, the ledger against the label files, closed rounds' manifests (SHA-256), and orphan
@@ -35,6 +33,9 @@ def check_command(
     repair: Annotated[bool, typer.Option("--repair", help="Remove orphan temporaries and incomplete rounds.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Read only the scenes' headers.")] = False,
 ) -> None:
+    from pcal_cli.check import OK, PROBLEM, check_project, repair_project
+    from pcal_cli.project import Project
+
     proj = Project.open(project_dir(ctx, project))
     if repair:
         with proj.lock("check --repair"):

@@ -10,9 +10,7 @@ import typer
 from pcal_cli.cli.common import ProjectOption, out, progress_bar, project_dir
 from pcal_cli.errors import PcalError
 from pcal_cli.methods import METHODS
-from pcal_cli.project import Project
-from pcal_cli.steps.compare import DEFAULT_BUDGET, CompareSettings, compare, compare_dir
-from pcal_cli.training.supervised import profile_full_steps, profile_options
+from pcal_cli.catalogue import DEFAULT_BUDGET
 
 COMPARE_HELP = f"""Compare methods x seeds on one project, fairly by construction.
 
@@ -85,6 +83,10 @@ def compare_command(
     workers: Annotated[int, typer.Option(help="Trainings side by side in separate processes, each with an equal "
                                          "share of the CPU threads.")] = 1,
 ) -> None:
+    from pcal_cli.project import Project
+    from pcal_cli.steps.compare import CompareSettings, compare, compare_dir
+    from pcal_cli.training.supervised import profile_full_steps, profile_options
+
     proj = Project.open(project_dir(ctx, project))
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if not names:

@@ -4,28 +4,19 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from pcal_cli.acquisition import SCORERS
-from pcal_cli.annotation import MANIFEST, export_queries, import_labels
 from pcal_cli.cli.common import ProjectOption, err, out, progress_bar, project_dir
+from pcal_cli.catalogue import DEFAULT_CELL, SCORER_NAMES, SEED_METHODS, SELECTOR_NAMES, UNITS
 from pcal_cli.errors import PcalError
 from pcal_cli.methods import METHODS, get_method
 from pcal_cli.options import parse_pairs
-from pcal_cli.project import Project
-from pcal_cli.rounds import latest_round, read_json, resolve_round
-from pcal_cli.selection import SELECTORS
-from pcal_cli.steps.label import oracle_round, oracle_target
-from pcal_cli.steps.round import run_rounds
-from pcal_cli.steps.score import ScoreSettings, score_round
-from pcal_cli.steps.seed import SEED_FILE, SEED_METHODS, seed_round
-from pcal_cli.steps.select import select_round
-from pcal_cli.steps.tags import import_tags, oracle_tags
-from pcal_cli.training.supervised import profile_options
-from pcal_cli.units import DEFAULT_CELL, UNITS
+
+if TYPE_CHECKING:
+    from pcal_cli.project import Project
 
 RoundOption = Annotated[Optional[int], typer.Option("--round", "-r", help="Round number (default: latest).",
                                                     show_default=False)]
@@ -51,6 +42,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _open(ctx: typer.Context, project: Path | None) -> Project:
+    from pcal_cli.project import Project
+
     return Project.open(project_dir(ctx, project))
 
 
@@ -91,6 +84,9 @@ def seed_command(
     device: DeviceOption = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace round 0 when no later round exists.")] = False,
 ) -> None:
+    from pcal_cli.rounds import read_json
+    from pcal_cli.steps.seed import SEED_FILE, seed_round
+
     proj = _open(ctx, project)
     seedal = {"features": features, "solver": solver, "time_limit": time_limit, "top_pairs": top_pairs,
               "device": device}
@@ -111,7 +107,7 @@ def seed_command(
 
 SCORE_HELP = f"""Score the unlabelled pool of a round with its model.
 
-Scorers: {', '.join(SCORERS)}. Writes rounds/rNNN/scores/<scene>.npz; scenes already scored are
+Scorers: {', '.join(SCORER_NAMES)}. Writes rounds/rNNN/scores/<scene>.npz; scenes already scored are
 skipped, so an interrupted run continues. --shard i/N scores only the i-th of N slices of the
 scene list, so several processes or machines can share the work.
 
@@ -140,6 +136,9 @@ def score_command(
     device: DeviceOption = "auto",
     force: ForceOption = False,
 ) -> None:
+    from pcal_cli.rounds import resolve_round
+    from pcal_cli.steps.score import ScoreSettings, score_round
+
     proj = _open(ctx, project)
     target = resolve_round(proj, round_index)
     settings = ScoreSettings(scorer=scorer, unit=unit, cell=cell, aggregate=aggregate, seed=seed,
@@ -169,11 +168,14 @@ def select_command(
     project: ProjectOption = None,
     round_index: RoundOption = None,
     budget: Annotated[str, typer.Option(help=BudgetHelp)] = "1%",
-    selector: Annotated[str, typer.Option(help=" | ".join(SELECTORS) + ".")] = "topk",
+    selector: Annotated[str, typer.Option(help=" | ".join(SELECTOR_NAMES) + ".")] = "topk",
     seed: Annotated[int, typer.Option(help="Seed for randomised selectors.")] = 0,
     option: OptionList = None,
     force: ForceOption = False,
 ) -> None:
+    from pcal_cli.rounds import resolve_round
+    from pcal_cli.steps.select import select_round
+
     proj = _open(ctx, project)
     target = resolve_round(proj, round_index)
     with proj.lock("select"):
@@ -212,6 +214,10 @@ def label_command(
     if ctx.invoked_subcommand is not None:
         ctx.obj["round"] = round_index
         return
+    from pcal_cli.rounds import latest_round, resolve_round
+    from pcal_cli.steps.label import oracle_round, oracle_target
+    from pcal_cli.steps.tags import oracle_tags
+
     if not oracle:
         raise PcalError("say how to label: --oracle, or 'pcal label export' / 'pcal label import'")
     if unit not in (None, "tags"):
@@ -300,6 +306,9 @@ def round_command(
     device: DeviceOption = "auto",
     seed: Annotated[int, typer.Option(help="Seed for training and selection.")] = 0,
 ) -> None:
+    from pcal_cli.steps.round import run_rounds
+    from pcal_cli.training.supervised import profile_options
+
     proj = _open(ctx, project)
     if rounds < 1:
         raise PcalError("--rounds must be at least 1")
@@ -337,6 +346,8 @@ def label_import_tags_command(
     tags_file: Annotated[Path, typer.Argument(help="CSV or YAML file of scene tags.")],
     project: ProjectOption = None,
 ) -> None:
+    from pcal_cli.steps.tags import import_tags
+
     proj = _open(ctx, project)
     with proj.lock("label import-tags"):
         commit = import_tags(proj, tags_file)
@@ -362,6 +373,9 @@ def label_export_command(
                                                    help="Add scalar_pred from the round's model.")] = False,
     device: DeviceOption = "auto",
 ) -> None:
+    from pcal_cli.annotation import export_queries
+    from pcal_cli.rounds import resolve_round
+
     proj = _open(ctx, project)
     target = resolve_round(proj, ctx.obj.get("round"))
     predictions = _round_predictions(proj, target, device) if with_predictions else None
@@ -377,6 +391,7 @@ def label_export_command(
 
 
 def _round_predictions(project: Project, round_index: int, device: str) -> dict:
+
     from pcal_cli.annotation.export import query_scenes
     from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
     from pcal_cli.training.inference import predict_scene
@@ -408,6 +423,9 @@ def label_import_command(
     allow_relabel: Annotated[bool, typer.Option("--allow-relabel",
                                                 help="Accept corrections of labels known before.")] = False,
 ) -> None:
+    from pcal_cli.annotation import MANIFEST, import_labels
+    from pcal_cli.rounds import latest_round, read_json, resolve_round
+
     proj = _open(ctx, project)
     round_index = ctx.obj.get("round")
     if round_index is None:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from pcal_cli.cli.common import ProjectOption, err, out, progress_bar, project_dir
-from pcal_cli.data.datasets.registry import DATASETS
 from pcal_cli.errors import PcalError
 from pcal_cli.training.profiles import PROFILES
-from pcal_cli.prepare import REGION_KINDS, PrepareOptions, PrepareResult, prepare_project
+from pcal_cli.catalogue import REGION_KINDS
+
+if TYPE_CHECKING:
+    from pcal_cli.prepare import PrepareResult
 
 # option -> the datasets it applies to
 DATASET_OPTIONS = {
@@ -110,6 +112,9 @@ def prepare(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing project that has no labelling "
                                         "rounds (labels are never deleted).")] = False,
 ) -> None:
+    from pcal_cli.data.datasets.registry import DATASETS
+    from pcal_cli.prepare import PrepareOptions, prepare_project
+
     target = project_dir(ctx, project)
     if target is None:
         raise PcalError("no project given: pass -p/--project PATH or set PCAL_PROJECT")

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from pcal_cli.cli.common import ProjectOption, err, out, project_dir
 from pcal_cli.errors import PcalError
-from pcal_cli.evaluation import plots
-from pcal_cli.evaluation.report import (RunReport, ahead_of_random, collect_run, curve, full_reference, group_runs,
-                                        scene_queries)
-from pcal_cli.project import CONFIG_NAME, Project
-from pcal_cli.rounds import read_json
-from pcal_cli.steps.compare import CONVERGENCE_FILE, SETTINGS_FILE, run_folders
+
+if TYPE_CHECKING:
+    from pcal_cli.evaluation.report import RunReport
 
 REPORT_HELP = """Learning curve, per-round table, per-class IoU and budget ledger.
 
@@ -55,6 +52,10 @@ def report_command(
         "--round", "-r", help="Round for the per-class IoU and --show-queries (default: the last one that has them).",
         show_default=False)] = None,
 ) -> None:
+    from pcal_cli.project import CONFIG_NAME
+    from pcal_cli.rounds import read_json
+    from pcal_cli.steps.compare import CONVERGENCE_FILE, SETTINGS_FILE, run_folders
+
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise PcalError(f"--out {out_dir}: exists and is not a folder")
     paths = _project_paths(ctx, projects, project)
@@ -83,6 +84,8 @@ def report_command(
 
 def _project_paths(ctx: typer.Context, projects: list[Path] | None, project: Path | None) -> list[Path]:
     """The projects named on the command line (arguments and -p), else the root/env project."""
+    from pcal_cli.project import Project
+
     given = ([project] if project is not None else []) + list(projects or [])
     if not given:
         Project.open(project_dir(ctx, None))  # a clear error when there is none
@@ -97,6 +100,10 @@ def _project_paths(ctx: typer.Context, projects: list[Path] | None, project: Pat
 
 
 def _report_one(path: Path, split: str, out_dir: Path, show_queries: str | None, round_index: int | None) -> None:
+    from pcal_cli.evaluation import plots
+    from pcal_cli.evaluation.report import collect_run, scene_queries
+    from pcal_cli.project import Project
+
     run = collect_run(path, split)
     if round_index is not None:
         run.row(round_index)  # a missing round fails before anything is printed
@@ -131,6 +138,7 @@ def _report_one(path: Path, split: str, out_dir: Path, show_queries: str | None,
 
 
 def _rounds_table(run: RunReport) -> Table:
+
     table = Table(title=f"rounds of {run.name}")
     for column in ("round", "labelled points", "% labelled", "added points", "added units", "source",
                    "mIoU", "OA", "vs full"):
@@ -147,6 +155,7 @@ def _rounds_table(run: RunReport) -> Table:
 
 
 def _print_class_table(run: RunReport, round_index: int | None) -> None:
+
     if round_index is not None:
         row = run.row(round_index)
         if row.evaluation is None:
@@ -173,6 +182,7 @@ def _print_class_table(run: RunReport, round_index: int | None) -> None:
 
 
 def _budget_table(run: RunReport) -> Table:
+
     table = Table(title="budget spent (ledger)")
     for column in ("unit", "source", "rounds", "units", "points", "% of training"):
         table.add_column(column, justify="left" if column in ("unit", "source") else "right")
@@ -198,6 +208,9 @@ def _seed_table(report: dict) -> Table:
 
 
 def _report_many(paths: list[Path], split: str, out_dir: Path) -> None:
+    from pcal_cli.evaluation import plots
+    from pcal_cli.evaluation.report import ahead_of_random, collect_run, curve, full_reference, group_runs
+
     runs = []
     for path in paths:
         try:

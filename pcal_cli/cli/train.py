@@ -10,11 +10,6 @@ from rich.table import Table
 
 from pcal_cli.cli.common import ProjectOption, err, out, progress_bar, project_dir
 from pcal_cli.errors import PcalError
-from pcal_cli.evaluation.evaluate import evaluate, merge_shards
-from pcal_cli.project import Project
-from pcal_cli.rounds import resolve_round
-from pcal_cli.training import distributed
-from pcal_cli.training.supervised import profile_options, train
 
 TRAIN_HELP = """Train a segmentation network on the labels known in a round.
 
@@ -118,6 +113,11 @@ def train_command(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Retrain even if model.pt exists.")] = False,
 ) -> None:
+    from pcal_cli.project import Project
+    from pcal_cli.rounds import resolve_round
+    from pcal_cli.training import distributed
+    from pcal_cli.training.supervised import profile_options, train
+
     proj = Project.open(project_dir(ctx, project))
     if full and round_index is not None:
         raise PcalError("--full and --round exclude each other")
@@ -169,6 +169,10 @@ def evaluate_command(
                                                  "confusion matrix; then --merge.", show_default=False)] = None,
     merge: Annotated[bool, typer.Option("--merge", help="Sum the shards' confusion matrices into metrics.json.")] = False,
 ) -> None:
+    from pcal_cli.evaluation.evaluate import evaluate, merge_shards
+    from pcal_cli.project import Project
+    from pcal_cli.rounds import resolve_round
+
     proj = Project.open(project_dir(ctx, project))
     if pseudo:
         from pcal_cli.steps.wsegpc import pseudo_label_quality

@@ -9,9 +9,7 @@ import typer
 from rich.markup import escape
 
 from pcal_cli.cli.common import ProjectOption, out, progress_bar, project_dir
-from pcal_cli.project import Project
-from pcal_cli.view.data import DEFAULT_MAX_POINTS
-from pcal_cli.view.render import write_view
+from pcal_cli.catalogue import VIEW_MAX_POINTS as DEFAULT_MAX_POINTS
 
 VIEW_HELP = f"""Write one HTML file with an interactive 3D view of a scene and an overview of a round.
 
@@ -54,6 +52,9 @@ def view_command(
     ] = DEFAULT_MAX_POINTS,
     device: Annotated[str, typer.Option(help="Device of the prediction: auto | cpu | cuda.")] = "auto",
 ) -> None:
+    from pcal_cli.project import Project
+    from pcal_cli.view.render import write_view
+
     proj = Project.open(project_dir(ctx, project))
     with progress_bar() as progress:
         task = progress.add_task("Viewing", total=None, item="")

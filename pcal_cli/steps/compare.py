@@ -49,13 +49,13 @@ from pcal_cli.steps.properties import CACHE_DIR
 from pcal_cli.steps.round import PLAN_FILE, evaluation_split, run_rounds, train_and_evaluate
 from pcal_cli.steps.seed import seed_round
 from pcal_cli.training.supervised import MODEL_FILE, TrainOptions, train
+from pcal_cli.catalogue import DEFAULT_BUDGET
 
 COMPARE_DIR = "compare"
 REFERENCES_DIR = "references"
 SETTINGS_FILE = "compare.json"
 RUN_FILE = "run.json"
 CONVERGENCE_FILE = "convergence.json"
-DEFAULT_BUDGET = "1%"
 
 Say = Callable[[str], None]
 

@@ -23,8 +23,8 @@ from pcal_cli.errors import PcalError, did_you_mean
 from pcal_cli.project import CONFIG_NAME, Project
 from pcal_cli.rounds import QUERIES_FILE, UNKNOWN, load_labels, read_json, resolve_round
 from pcal_cli.units import DEFAULT_CELL, query_mask, unit_ids
+from pcal_cli.catalogue import VIEW_MAX_POINTS as DEFAULT_MAX_POINTS
 
-DEFAULT_MAX_POINTS = 200_000
 SUBSAMPLE_SEED = 0
 MODEL_FILE = "model.pt"
 SCORES_DIR = "scores"
