@@ -1,5 +1,5 @@
 """Fault injection over every step: SIGKILL each command at seeded random moments, run it again,
-check the project's invariants and compare with an uninterrupted run (see pcal_cli/faults.py).
+check the project's invariants and compare with an uninterrupted run (see testing/faults.py).
 
     .venv/bin/python benchmarks/fault_injection.py --trials 5 --seed 0
     .venv/bin/python benchmarks/fault_injection.py --trials 20 --steps train,score --window full
@@ -19,9 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# the harness is testing/faults.py at the repository root: a test helper, not in the installed package
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pcal_cli.faults import STEPS, FaultHarness, KillResult, format_table  # noqa: E402
+from testing.faults import STEPS, FaultHarness, KillResult, format_table  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

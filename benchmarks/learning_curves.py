@@ -60,7 +60,7 @@ def run_one(args: tuple) -> str:
     began = time.time()
     seed_unit = "scene" if opts["seed_method"] == "seedal" else (opts["seed_unit"] or unit)
     seed_round(project, opts["seed_method"], seed_unit, opts["seed_budget"], seed=seed,
-               seedal={"device": "cpu"} if opts["seed_method"] == "seedal" else None)
+               options={"device": "cpu"})
     options = TrainOptions(cr=opts["cr"], steps=opts["steps"], lr=opts["lr"], device="cpu", seed=seed)
     if opts["reg_weights"]:
         options = replace(options, reg_weights=opts["reg_weights"])

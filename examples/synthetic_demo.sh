@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# The embedded synthetic demo: procedural S3DIS-like rooms (no download), a random seed set,
-# then active learning rounds with the margin baseline, ending with the report table and curve.
+# The embedded synthetic demo: does active learning pay on these rooms? margin against random from
+# the same seed set, plus the full-supervision reference, then the table, one sentence to quote and
+# the learning curve (PROJ/compare/report/learning_curve.png).
 #   bash examples/synthetic_demo.sh [PROJECT_DIR]
-# Environment (defaults in brackets): SCENES [6], POINTS [20000], SEED [0], METHOD [margin],
-# UNIT [region], SEED_BUDGET [2%], BUDGET [1%] per round, ROUNDS [3], STEPS [150] per round,
-# CR [0.25] network width, DEVICE [auto].
+# Environment (defaults in brackets): SCENES [9], POINTS [3000], SEED [0], METHODS [margin,random],
+# SEEDS [2], ROUNDS [3], UNIT [region], SEED_BUDGET [2%], BUDGET [2%] per round, WORKERS [2],
+# DEVICE [auto]; STEPS, FINETUNE_STEPS, FULL_STEPS, CR: the demo training profile's unless given.
 set -euo pipefail
 proj="${1:-demo}"
-if [ -d "$proj/rounds" ] && [ -n "$(ls -A "$proj/rounds")" ]; then
-    echo "$proj already has rounds: continuing it (delete the folder to start over)" >&2
-else
-    pcal prepare synthetic -p "$proj" --scenes "${SCENES:-6}" --points "${POINTS:-20000}" --seed "${SEED:-0}" --force
+if [ ! -f "$proj/pcal.yaml" ]; then
+    pcal prepare synthetic -p "$proj" --scenes "${SCENES:-9}" --points "${POINTS:-3000}" --seed "${SEED:-0}" \
+        --profile demo
 fi
-pcal seed -p "$proj" --method random --unit "${UNIT:-region}" --budget "${SEED_BUDGET:-2%}" --seed "${SEED:-0}"
-pcal round -p "$proj" --method "${METHOD:-margin}" --unit "${UNIT:-region}" --rounds "${ROUNDS:-3}" \
-    --budget "${BUDGET:-1%}" --steps "${STEPS:-150}" --cr "${CR:-0.25}" --device "${DEVICE:-auto}" --seed "${SEED:-0}"
-pcal report -p "$proj"
+train=()
+[ -n "${STEPS:-}" ] && train+=(--steps "$STEPS")
+[ -n "${FINETUNE_STEPS:-}" ] && train+=(--finetune-steps "$FINETUNE_STEPS")
+[ -n "${FULL_STEPS:-}" ] && train+=(--full-steps "$FULL_STEPS")
+[ -n "${CR:-}" ] && train+=(--cr "$CR")
+pcal compare -p "$proj" --methods "${METHODS:-margin,random}" --seeds "${SEEDS:-2}" --rounds "${ROUNDS:-3}" \
+    --seed-unit "${UNIT:-region}" --seed-budget "${SEED_BUDGET:-2%}" --budget "${BUDGET:-2%}" \
+    --workers "${WORKERS:-2}" --device "${DEVICE:-auto}" "${train[@]}"
+pcal report "$proj/compare"

@@ -166,6 +166,10 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        if path.is_file() and not path.stat().st_size:
+            raise LabelFileError("an empty file (0 bytes)") from None
+        if isinstance(exc, zipfile.BadZipFile) and path.read_bytes()[:4] == b"PK\x03\x04":
+            raise LabelFileError("a damaged zip archive: its table of contents is missing (cut short?)") from None
         raise LabelFileError(_load_failure(exc)) from None
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise LabelFileError("one .npy array, not a pcal .npz label file")

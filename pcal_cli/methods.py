@@ -1,13 +1,21 @@
-"""Methods are named presets: seed, scorer, selector, labelling unit, budgets and options.
+"""Methods: one object each, the round engine's only view of a method.
 
-``pcal round --method NAME`` looks a method up here; a new method is one entry. Budgets and
-option defaults may differ for outdoor projects (``indoor: false`` in ``pcal.yaml``).
+A :class:`Method` declares everything the engine needs, by name: its seed (``seed_method``,
+``seed_unit``, ``seed_budget``), its scorer (which may prepare round state before scoring, as
+JoPro's flow: see the scorer's spec), its selector, its training recipe (``semi``, ``reg``,
+``recipe``, ``dropout``), its warm-start policy, its labelling unit and budgets. A method that is
+not score-select-label at all (WSegPC: scene tags, then pseudo-labels) names a ``runner``
+(``"module:function"``, called instead of the loop), and one whose network other methods may
+start from names an ``init_model`` (``pcal round --init NAME``). ``pcal round --method NAME`` looks
+a method up here; a new method is one entry, here or in another package (entry point group
+``pcal.methods``, see pcal_cli/plugins.py). Budgets and option defaults may differ for outdoor
+projects (``indoor: false`` in ``pcal.yaml``).
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pcal_cli.errors import PcalError
@@ -34,6 +42,9 @@ class Method:
     warm_start: bool = False  # start each round's networks from the previous round's
     reg: str = "none"  # training regulariser: "none" or "hybrid-contrastive"
     dropout: float = 0.0  # dropout trained before the classifier (MC-dropout samples it at scoring)
+    recipe: str | None = None  # training recipe of its rounds (None: supervised; "scene-tags": WSegPC's)
+    runner: str | None = None  # "module:function(project, options, say=, on_step=) -> round": its own loop
+    init_model: str | None = None  # "module:function(project) -> checkpoint path" for --init NAME
 
     def round_budget(self, indoor: bool) -> str:
         return self.budget if indoor or self.outdoor_budget is None else self.outdoor_budget
@@ -102,7 +113,8 @@ METHODS: dict[str, Method] = {
         Method("jopro", "fms", selector="jopro", reg="hybrid-contrastive", **JOPRO,
                description="JoPro: feature-mixing stability on a flow density + prototype/spatial suppression "
                            "+ hybrid contrastive training"),
-        Method("wsegpc", "random", unit="point", seed_method="tags",
+        Method("wsegpc", "random", unit="point", seed_method="tags", recipe="scene-tags",
+               runner="pcal_cli.steps.wsegpc:run_method", init_model="pcal_cli.steps.wsegpc:latest_model",
                description="WSegPC: scene tags only -> tag training, consistency, pseudo-labels, a fresh network"),
         Method("jopro_noreg", "fms", selector="jopro", **JOPRO,
                description="JoPro's scorer and selector without the contrastive regulariser"),
@@ -110,7 +122,22 @@ METHODS: dict[str, Method] = {
 }
 
 
+def _check_method(name: str, entry: object) -> Method:
+    if not isinstance(entry, Method):
+        raise TypeError(f"expected a pcal_cli.methods.Method, got {type(entry).__name__}")
+    return entry if entry.name == name else replace(entry, name=name)
+
+
+def all_methods() -> dict[str, Method]:
+    """The built-in methods and those of installed plugins (entry point group ``pcal.methods``)."""
+    from pcal_cli.plugins import load_plugins
+
+    load_plugins("methods", METHODS, _check_method)
+    return METHODS
+
+
 def get_method(name: str) -> Method:
+    all_methods()
     if name not in METHODS:
         close = difflib.get_close_matches(name, list(METHODS), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""

@@ -83,13 +83,76 @@ def load_labels(project: Project, round_index: int, scene: str, num_points: int)
     try:
         labels = read_label_file(path)
     except LabelFileError as exc:
-        raise PcalError(f"{path}: unreadable label file ({exc})") from None
+        raise damaged_label_file(project, round_index, path, f"unreadable label file ({exc})") from None
     if labels.shape != (num_points,) or not np.issubdtype(labels.dtype, np.integer):
-        raise PcalError(f"{path}: expected {num_points} integer labels, found shape {labels.shape} {labels.dtype}")
+        raise damaged_label_file(project, round_index, path, f"expected {num_points} integer labels, found shape "
+                                 f"{labels.shape} {labels.dtype}")
     num_classes = project.config.num_classes
     if labels.size and (labels.min() < VOID or labels.max() >= num_classes):
-        raise PcalError(f"{path}: label ids outside {VOID}..{num_classes - 1}")
+        raise damaged_label_file(project, round_index, path, f"label ids outside {VOID}..{num_classes - 1}")
     return labels.astype(np.int16)
+
+
+def remake_command(project: Project, round_index: int) -> str | None:
+    """The command that wrote round ``round_index`` (from its ``labelling.json``, else the
+    ledger), to run again once the round folder is deleted; ``None`` when it cannot be told."""
+    record: dict[str, Any] = {}
+    path = project.round_dir(round_index) / LABELLING_FILE
+    try:
+        record = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        pass
+    if not isinstance(record, dict) or not record.get("source"):
+        try:
+            entries = [e for e in read_ledger(project) if e.get("round") == round_index]
+        except PcalError:
+            entries = []
+        record = {"source": entries[0].get("source"), "unit": entries[0].get("unit")} if entries else {}
+    source, unit, where = record.get("source"), record.get("unit"), f" -p {project.root}"
+    if source == "seed" and record.get("method"):
+        cell = f" --cell {record['cell']:g}" if unit == "cell" and record.get("cell") else ""
+        return (f"pcal seed{where} --method {record['method']} --unit {unit} --budget {record.get('budget')} "
+                f"--seed {record.get('seed', 0)}{cell}")
+    if source == "oracle":
+        return f"pcal label{where} --oracle --unit tags" if unit == "tags" else \
+            f"pcal label{where} --round {record.get('queries_round', round_index - 1)} --oracle"
+    if source == "import":
+        if unit == "tags":
+            return f"pcal label{where} import-tags FILE"
+        folder = (record.get("import") or {}).get("folder") or "DIR"
+        options = " --partial" if (record.get("batch") or {}).get("open_points") else ""
+        options += " --allow-relabel" if (record.get("import") or {}).get("allow_relabel") else ""
+        return f"pcal label{where} import {folder}{options}"
+    return None
+
+
+def round_remedy(project: Project, round_index: int, file: str = "the file",
+                 checksum_in: str = LABELLING_FILE) -> str:
+    """How to get a damaged ``file`` of a round back, for the end of a one-line message: delete
+    and rebuild the round when it is the latest (nothing is built on it yet), else restore it."""
+    folder = project.round_dir(round_index)
+    rounds = project.rounds()
+    if rounds and rounds[-1] == round_index:
+        command = remake_command(project, round_index)
+        again = f"run '{command}' again" if command else "run the command that made it again"
+        return f"round {round_index} is the latest and not closed: delete {folder} and {again}"
+    return (f"round {round_index} is closed (later rounds were built on it): restore {file} from a backup "
+            f"(its SHA-256 is in {folder / checksum_in})")
+
+
+def damaged_label_file(project: Project, round_index: int, path: Path, problem: str) -> PcalError:
+    """The one-line error for a damaged label file: which file, what is wrong, how to recover."""
+    return PcalError(f"{path}: {problem}; {round_remedy(project, round_index, f'labels/{path.name}')}")
+
+
+def load_tags(project: Project, round_index: int) -> dict[str, np.ndarray]:
+    """``{scene: [C] bool}``: the scene tags known in a round (empty when the round has none; WSegPC)."""
+    from pcal_cli.weak.tags import tags_from_json
+
+    path = project.round_dir(round_index) / TAGS_FILE
+    if not path.is_file():
+        return {}
+    return tags_from_json(read_json(path, "tags"), project.config.classes, source=str(path))
 
 
 def labelled_scenes(project: Project, round_index: int) -> list[str]:
@@ -108,7 +171,7 @@ def labelled_counts(project: Project, round_index: int) -> dict[str, int]:
         try:
             counts[name] = known_count(path)
         except LabelFileError as exc:
-            raise PcalError(f"{path}: unreadable label file ({exc})") from None
+            raise damaged_label_file(project, round_index, path, f"unreadable label file ({exc})") from None
     return counts
 
 
@@ -120,6 +183,8 @@ class LabelCommit:
     points: int
     scenes: dict[str, int]
     skipped: bool = False
+    note: str = ""  # why nothing was added (a skipped rerun), for the command to print
+    open_points: int = 0  # an import: points of its batch still to label
 
 
 class LazyMapping(Mapping):
@@ -199,7 +264,7 @@ def commit_labels(
                 try:
                     old = read_label_file(path).astype(np.int16)
                 except LabelFileError as exc:
-                    raise PcalError(f"{path}: unreadable label file ({exc})") from None
+                    raise damaged_label_file(project, previous, path, f"unreadable label file ({exc})") from None
             if new is None:
                 new = old
             new = np.asarray(new).astype(np.int16)
@@ -300,11 +365,24 @@ def sync_ledger(project: Project) -> int:
                      "points": counts["points"], "source": record["source"]}
             if overshoot:
                 entry["round_overshoot_points"] = overshoot
+            entry.update(_batch_entry(record, scene))
             new_lines.append(entry)
     if new_lines:
         text = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries + new_lines)
         write_text(project.ledger_path, text)
     return len(new_lines)
+
+
+def _batch_entry(record: dict[str, Any], scene: str) -> dict[str, int]:
+    """An import's ledger fields: the round whose queries it answers, the scene's points of that
+    batch still open after it, and the whole batch's."""
+    batch = record.get("batch")
+    if record.get("source") != "import" or not isinstance(batch, dict):
+        return {}
+    files = (record.get("import") or {}).get("files") or {}
+    return {"queries_round": int(record.get("queries_round", record["round"] - 1)),
+            "open_points": int((files.get(scene) or {}).get("open_points", 0)),
+            "batch_open_points": int(batch.get("open_points", 0))}
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:

@@ -14,16 +14,20 @@ import pytest
 from plyfile import PlyData, PlyElement
 
 from pcal_cli.annotation import NOT_ASKED, QUERY, export_queries, import_labels, query_points
+from pcal_cli.annotation.export import query_scenes
 from pcal_cli.annotation.formats import FLOAT32_EXACT, combine_pid, encode_pid
 from pcal_cli.atomic import sha256_file
 from pcal_cli.atomic import write_json
+from pcal_cli.check import PROBLEM, check_project
 from pcal_cli.data.ply import read_ply, write_ply
 from pcal_cli.errors import PcalError
 from pcal_cli.label_files import write_label_file
 from pcal_cli.prepare import PrepareOptions, prepare_project
 from pcal_cli.project import Project
-from pcal_cli.rounds import load_labels, read_ledger
+from pcal_cli.rounds import commit_labels, load_labels, read_ledger
 from pcal_cli.units import unit_ids
+
+from testing.faults import check_invariants
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "cloudcompare_labelling.sh"
 TRAIN = ("room_000", "room_001")
@@ -81,11 +85,14 @@ def _oracle(project: Project) -> dict[str, np.ndarray]:
     return expected
 
 
-def _fill_ply(path: Path, truth: np.ndarray) -> None:
-    """Label the query points with plyfile only, as a person's tool would, and save binary PLY."""
+def _fill_ply(path: Path, truth: np.ndarray, units=None) -> None:
+    """Label the query points (of ``units`` only, when given) with plyfile only, as a person's tool
+    would, and save binary PLY."""
     ply = PlyData.read(str(path), mmap=False)
     v = ply["vertex"].data
     query = v["scalar_query"] == 1
+    if units is not None:
+        query &= np.isin(v["scalar_unit"], units)
     v["scalar_Classification"][query] = truth[v["scalar_pid"][query].astype(np.int64)]
     PlyData([PlyElement.describe(v, "vertex")], text=False, byte_order="<").write(str(path))
 
@@ -399,3 +406,206 @@ def test_nan_pids_fall_back_to_coordinates(prepared, tmp_path):
     _assert_imported(project, import_labels(project, 0, tmp_path / "out"), _oracle(project))
     record = json.loads((project.round_dir(1) / "labelling.json").read_text())
     assert record["import"]["files"]["room_000"]["matched_by"] == "coordinates"
+
+
+# -- a batch labelled in parts ---------------------------------------------------------------------
+def _first_unit(path: Path) -> float:
+    v = PlyData.read(str(path), mmap=False)["vertex"].data
+    return float(np.unique(v["scalar_unit"][v["scalar_query"] == 1])[0])
+
+
+def _record_seed(project: Project) -> None:
+    """Round 0 recorded as pcal seed leaves it (labelling.json with checksums, ledger lines)."""
+    labels = {name: load_labels(project, 0, name, 1500) for name in TRAIN}
+    queries = (project.round_dir(0) / "queries.json").read_bytes()
+    shutil.rmtree(project.round_dir(0))
+    commit_labels(project, 0, labels, source="seed", unit="point")
+    (project.round_dir(0) / "queries.json").write_bytes(queries)
+
+
+def _partly_labelled(prepared: Path, tmp_path: Path) -> tuple[Project, Path, dict]:
+    """Round 0's export with room_000 labelled and one of room_001's queried regions."""
+    project = _project(prepared, tmp_path)
+    _record_seed(project)
+    out = tmp_path / "out"
+    export_queries(project, 0, out)
+    truth = _truth(project)
+    _fill_ply(out / "room_000.ply", truth["room_000"])
+    _fill_ply(out / "room_001.ply", truth["room_001"], units=[_first_unit(out / "room_001.ply")])
+    return project, out, truth
+
+
+def _record(project: Project, round_index: int) -> dict:
+    return json.loads((project.round_dir(round_index) / "labelling.json").read_text())
+
+
+def _no_problems(project: Project) -> None:
+    assert [f.detail for f in check_project(project) if f.status == PROBLEM] == []
+    assert check_invariants(project.root) == []
+
+
+def test_a_partial_import_then_the_rest_make_two_rounds_that_add_up_to_the_oracle(prepared, tmp_path):
+    project, out, truth = _partly_labelled(prepared, tmp_path)
+    before = _state(project)
+    with pytest.raises(PcalError, match=r"room_001.ply: .* have no class .*pass --partial"):
+        import_labels(project, 0, out)  # without --partial, every query point needs its class
+    _assert_nothing_written(project, before)
+
+    masks = query_points(project, 0, None)
+    asked = sum(int(m.sum()) for m in masks.values())
+    first = import_labels(project, 0, out, partial=True)
+    r1 = load_labels(project, 1, "room_001", 1500)
+    left = int((masks["room_001"] & (r1 < 0)).sum())
+    assert first.round == 1 and first.open_points == left > 0 and first.points == asked - left
+    assert not (project.round_dir(1) / "queries.json").exists()
+    assert np.array_equal(load_labels(project, 1, "room_000", 1500), _oracle(project)["room_000"])
+    record = _record(project, 1)
+    assert record["queries_round"] == 0 and record["source"] == "import"
+    assert record["batch"] == {"import": 1, "points": asked, "labelled_points": asked - left, "open_points": left}
+    assert record["import"]["files"]["room_001"]["open_points"] == left
+    assert record["import"]["files"]["room_000"]["open_points"] == 0
+    ledger = {e["scene"]: e for e in read_ledger(project) if e["round"] == 1}
+    assert ledger["room_001"]["open_points"] == left and ledger["room_000"]["open_points"] == 0
+    assert {e["batch_open_points"] for e in ledger.values()} == {left}
+    assert {e["queries_round"] for e in ledger.values()} == {0}
+    _no_problems(project)  # a round with no queries.json of its own is fine
+
+    _fill_ply(out / "room_001.ply", truth["room_001"])  # the same folder, completed
+    rest = import_labels(project, 0, out)
+    assert rest.round == 2 and rest.points == left and rest.open_points == 0
+    for name in TRAIN:
+        assert np.array_equal(load_labels(project, 2, name, 1500), _oracle(project)[name])
+    assert _record(project, 2)["batch"] == {"import": 2, "points": asked, "labelled_points": asked,
+                                            "open_points": 0}
+    entries = [e for e in read_ledger(project) if e["round"] >= 1]
+    assert sum(e["points"] for e in entries) == asked
+    units = {name: len(q.units) for name, q in query_scenes(project, 0).items()}
+    for name in TRAIN:  # each queried unit counted once over the two imports, as one import counts them
+        assert sum(e["units"] for e in entries if e["scene"] == name) == units[name]
+    _no_problems(project)
+
+    again = import_labels(project, 0, out)  # a rerun adds nothing and says why
+    assert again.skipped and project.rounds() == [0, 1, 2]
+    assert again.note == (f"nothing imported: every labelled point of {out} is already known in round 2 "
+                          "(imported as round 2 from the same files)")
+    assert import_labels(project, 1, out).skipped  # round 1 stands for round 0's queries
+
+
+def test_labels_of_an_earlier_import_are_never_lost_nor_changed_silently(prepared, tmp_path):
+    project, out, truth = _partly_labelled(prepared, tmp_path)
+    pristine = tmp_path / "pristine"
+    export_queries(project, 0, pristine)  # a second copy of the export, for a second person
+    import_labels(project, 0, out, partial=True)
+    r1 = load_labels(project, 1, "room_001", 1500)
+
+    # the second person labelled the rest of room_001 and left room_000 alone: the points the
+    # first import took are still 255 in their copy, and are kept
+    _fill_ply(pristine / "room_001.ply", truth["room_001"])
+    path = pristine / "room_001.ply"
+    v = PlyData.read(str(path), mmap=False)["vertex"].data
+    taken = np.flatnonzero((v["scalar_query"] == 1) & (r1[v["scalar_pid"].astype(np.int64)] >= 0))
+    changed = int(taken[0])
+    _edit(path, lambda v: v["scalar_Classification"].__setitem__(taken[1:4], QUERY))  # left at 255: kept
+    _edit(path, lambda v: v["scalar_Classification"].__setitem__(changed,
+                                                                 (v["scalar_Classification"][changed] + 1) % 13))
+    before = _state(project)
+    with pytest.raises(PcalError, match="given by an earlier import of this batch changed class"):
+        import_labels(project, 0, pristine)
+    assert project.rounds() == [0, 1] and _state(project) == before
+
+    commit = import_labels(project, 0, pristine, allow_relabel=True)  # a correction, said so
+    labels = load_labels(project, 2, "room_001", 1500)
+    assert commit.round == 2 and commit.open_points == 0
+    assert np.array_equal(labels[taken[1:4]], r1[taken[1:4]])
+    assert labels[changed] == (r1[changed] + 1) % 13
+    assert _record(project, 2)["import"]["files"]["room_001"]["relabelled"] == 1
+    assert np.array_equal(load_labels(project, 2, "room_000", 1500), load_labels(project, 1, "room_000", 1500))
+    _no_problems(project)
+
+
+def test_a_reimport_that_adds_nothing_says_why(prepared, tmp_path):
+    project, out, _ = _partly_labelled(prepared, tmp_path)
+    commit = import_labels(project, 0, out, partial=True)
+    same = import_labels(project, 0, out, partial=True)
+    assert same.skipped and same.open_points == commit.open_points
+    assert same.note.endswith(f"(imported as round 1 from the same files); {commit.open_points:,} point(s) of "
+                              "the batch are still to label")
+
+    def nudge(v):  # saved again by a tool: other bytes, the same labels
+        v["x"][0] += np.float32(1e-4)
+
+    _edit(out / "room_000.ply", nudge)
+    touched = import_labels(project, 0, out, partial=True)
+    assert touched.skipped and project.rounds() == [0, 1]
+    assert touched.note.startswith(f"nothing imported: every labelled point of {out} is already known in round 1 "
+                                   "(imported as round 1 from the same batch)")
+
+
+def test_nothing_labelled_and_a_closed_batch_are_refused(prepared, tmp_path):
+    project = _project(prepared, tmp_path)
+    export_queries(project, 0, tmp_path / "out")
+    before = _state(project)
+    with pytest.raises(PcalError, match="nothing imported: no query point has a class yet .*unchanged since the"):
+        import_labels(project, 0, tmp_path / "out", partial=True)
+    _assert_nothing_written(project, before)
+
+    project, out, truth = _partly_labelled(prepared, tmp_path / "again")
+    import_labels(project, 0, out, partial=True)
+    write_json(project.round_dir(1) / "queries.json", {"round": 1, "unit": "region", "queries": []})  # pcal select
+    _fill_ply(out / "room_001.ply", truth["room_001"])
+    with pytest.raises(PcalError, match=r"exported for round 0's queries but the project is at round 1 \(round 1, "
+                                        r"its last import, has queries of its own since\)"):
+        import_labels(project, 0, out)
+    assert project.rounds() == [0, 1]
+
+
+def test_the_export_after_a_partial_import_holds_what_is_still_open(prepared, tmp_path, pcal):
+    project, out, truth = _partly_labelled(prepared, tmp_path)
+    result = pcal("label", "-p", project.root, "import", out, "--partial")
+    assert result.code == 0, result.err
+    assert "round 1: " in result.out and "point(s) of the batch are still to label" in result.out
+    left = _record(project, 1)["batch"]["open_points"]
+
+    result = pcal("label", "-p", project.root, "export", "--out", tmp_path / "rest")  # the latest round: 1
+    assert result.code == 0, result.err
+    manifest = json.loads((tmp_path / "rest" / "manifest.json").read_text())
+    assert manifest["round"] == 0 and manifest["labels_round"] == 1
+    assert set(manifest["scenes"]) == {"room_001"} and manifest["scenes"]["room_001"]["query_points"] == left
+    _fill_ply(tmp_path / "rest" / "room_001.ply", truth["room_001"])
+    result = pcal("label", "-p", project.root, "import", tmp_path / "rest")
+    assert result.code == 0, result.err
+    assert f"round 2: {left:,} points imported in 1 scene(s)" in result.out
+    for name in TRAIN:
+        assert np.array_equal(load_labels(project, 2, name, 1500), _oracle(project)[name])
+
+    result = pcal("label", "-p", project.root, "import", tmp_path / "rest")
+    assert result.code == 0 and result.out == ""
+    assert result.err.strip() == (f"nothing imported: every labelled point of {tmp_path / 'rest'} is already "
+                                  "known in round 2 (imported as round 2 from the same files)")
+    result = pcal("label", "-p", project.root, "import", out)  # the first folder, partly labelled: closed
+    assert result.code == 0 and "already known in round 1 (imported as round 1 from the same files; the " \
+        "project is now at round 2)" in result.err
+    _no_problems(project)
+
+
+def test_a_partial_import_killed_before_its_ledger_update_is_finished_by_the_rerun(prepared, tmp_path,
+                                                                                  monkeypatch):
+    project, out, _ = _partly_labelled(prepared, tmp_path)
+    reference = _partly_labelled(prepared, tmp_path / "reference")[0]
+    import_labels(reference, 0, tmp_path / "reference" / "out", partial=True)
+    wanted = [e for e in read_ledger(reference) if e["round"] == 1]
+
+    import pcal_cli.rounds
+
+    def killed(project):
+        raise KeyboardInterrupt  # the round folder is in place, the ledger not updated yet
+
+    monkeypatch.setattr(pcal_cli.rounds, "sync_ledger", killed)
+    with pytest.raises(KeyboardInterrupt):
+        import_labels(project, 0, out, partial=True)
+    monkeypatch.undo()
+    assert project.rounds() == [0, 1] and not [e for e in read_ledger(project) if e["round"] == 1]
+    rerun = import_labels(project, 0, out, partial=True)
+    assert rerun.skipped and "imported as round 1 from the same files" in rerun.note
+    assert [e for e in read_ledger(project) if e["round"] == 1] == wanted
+    _no_problems(project)

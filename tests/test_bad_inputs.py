@@ -221,6 +221,11 @@ def _one_point_project(root: Path) -> None:
     shutil.rmtree(root / "raw")
 
 
+def _cut_short(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
 def _broken_queries(root: Path) -> None:
     (root / PROJ / "rounds" / "r000" / "queries.json").write_text('{"round": 0, "queries": [')
 
@@ -574,6 +579,17 @@ CASES: list[Case] = [
        lambda r: (raw_folder(r), (r / "split.yaml").write_text("a: train\na: test\n"))),
     _c("yaml-duplicate-key", "fresh", "pcal.yaml gives voxel_size twice", ("seed", "-p", PROJ),
        "duplicate key 'voxel_size'", lambda r: edit_yaml(r, "voxel_size: 0.05", "voxel_size: 0.05\nvoxel_size: 0.1")),
+    # ---- labelling in parts, damaged label files ----
+    _c("import-partial-nothing-labelled", "selected", "label import --partial of the export as it was written",
+       ("label", "-p", PROJ, "import", "exp", "--partial"), "nothing imported: no query point has a class",
+       export_round),
+    _c("import-batch-superseded", "looped", "label import of round 0's export after the oracle made round 1",
+       ("label", "-p", PROJ, "import", "exp"), "exported for round 0's queries but the project is at round 1",
+       export_round),
+    _c("labels-truncated", "trained", "a label file cut short (half its bytes), then train",
+       ("train", "-p", PROJ, "--cr", "0.125", "--steps", "1", "--device", "cpu"),
+       "round 0 is the latest and not closed: delete proj/rounds/r000 and run 'pcal seed -p proj",
+       lambda r: (untrain(r), _cut_short(label_file(r)))),
 ]
 
 

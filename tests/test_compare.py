@@ -57,6 +57,8 @@ def test_compare_tree_shared_seed_report_and_skip(project, pcal, monkeypatch):
     assert re.search(r"@ \d+\.\d\d% \(\d\.\d\d×\)", result.out), result.out  # % labelled and ratio to full
     assert "per-class" in result.out and "ceiling" in result.out and "margin" in result.out
     assert "points bought per round" in result.out and "classes of the ground truth" in result.out
+    assert re.search(r"margin: \d+\.\d mIoU = \d+ % of full supervision with \d+\.\d\d % of the points labelled "
+                     r"\(round 1, 2 seed\(s\)\); random at the same points: \d+\.\d", result.out), result.out
     assert (project.root / "compare" / "report" / "learning_curve.png").stat().st_size > 0
     said = []
     before = tree_bytes(project.root / "compare" / "margin")
@@ -102,7 +104,7 @@ def test_round0_and_reference_are_trained_once_per_seed_and_shared(project, monk
     import numpy as np
 
     import pcal_cli.steps.compare as compare_step
-    import pcal_cli.steps.round as round_step
+    import pcal_cli.steps.engine as round_step
 
     trained = []
 

@@ -30,16 +30,18 @@ def test_every_example_is_tested():
 
 
 def test_synthetic_demo(tmp_path):
-    tiny = dict(SCENES="3", POINTS="2000", ROUNDS="2", STEPS="2", CR="0.125", DEVICE="cpu", SEED_BUDGET="10%",
-                BUDGET="8%")
+    tiny = dict(SCENES="3", POINTS="2000", ROUNDS="2", STEPS="2", FINETUNE_STEPS="2", FULL_STEPS="2", CR="0.125",
+                DEVICE="cpu", SEED_BUDGET="10%", BUDGET="8%", WORKERS="1")
     done = _run("synthetic_demo.sh", tmp_path / "demo", cwd=tmp_path, **tiny)
     assert "class histogram" in done.stdout and "mIoU" in done.stdout
+    assert "% of full supervision with" in done.stdout and "random at the same points" in done.stdout
     project = Project.open(tmp_path / "demo")
-    assert project.config.splits["train"] == ["room_000", "room_001"]
-    assert project.rounds() == [0, 1, 2]
-    assert (tmp_path / "demo" / "report" / "learning_curve.png").is_file()
-    again = _run("synthetic_demo.sh", tmp_path / "demo", cwd=tmp_path, **{**tiny, "ROUNDS": "1"})
-    assert "continuing" in again.stderr and Project.open(tmp_path / "demo").rounds() == [0, 1, 2, 3]
+    assert project.config.splits["train"] == ["room_000", "room_001"] and project.config.training["profile"] == "demo"
+    for run in ("margin/s0", "margin/s1", "random/s0", "random/s1"):
+        assert Project.open(tmp_path / "demo" / "compare" / run).rounds() == [0, 1, 2]
+    assert (tmp_path / "demo" / "compare" / "report" / "learning_curve.png").is_file()
+    again = _run("synthetic_demo.sh", tmp_path / "demo", cwd=tmp_path, **tiny)  # a rerun skips what is done
+    assert "% of full supervision with" in again.stdout
 
 
 def test_prepare_folder(tmp_path):

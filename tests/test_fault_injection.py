@@ -1,7 +1,7 @@
 """Fault injection, a sample for CI: SIGKILL a step part-way, run it again, check the project.
 
 The full run is ``benchmarks/fault_injection.py`` (every step, more trials, crash points). Here,
-on the tiny synthetic project of :mod:`pcal_cli.faults`: a seeded random kill of each of seed,
+on the tiny synthetic project of :mod:`testing.faults`: a seeded random kill of each of seed,
 train, score, select, label --oracle and round, drawn within the time the step holds the project
 lock (so that the kills land mid-run); a rerun of each finished step (a kill that comes after the
 last write); kills at exact places (crash points) where an interruption is most delicate; and
@@ -19,8 +19,9 @@ import shutil
 import numpy as np
 import pytest
 
-from pcal_cli.faults import FaultHarness, check_invariants, diff_snapshots, snapshot
 from pcal_cli.label_files import read_label_file, write_label_file
+
+from testing.faults import FaultHarness, check_invariants, diff_snapshots, snapshot
 
 SEED = 20261122  # the kill delays are drawn from it: a failing trial names its seed and delay
 TRIALS = {"seed": 2, "train": 1, "score": 1, "select": 2, "label-oracle": 2, "round": 1}

@@ -10,7 +10,6 @@ import pytest
 from pcal_cli.atomic import sha256_file, write_json, write_npy
 from pcal_cli.check import PROBLEM, check_project
 from pcal_cli.errors import PcalError
-from pcal_cli.faults import check_invariants
 from pcal_cli.label_files import (LabelFileError, encode_labels, known_count, label_file, label_files,
                                   read_label_file, write_label_file)
 from pcal_cli.project import Project
@@ -18,6 +17,7 @@ from pcal_cli.rounds import labelled_counts, load_labels, read_ledger
 from pcal_cli.steps.seed import seed_round
 
 from conftest import project_copy, synthetic_project
+from testing.faults import check_invariants
 
 
 def _dense(n: int, known: np.ndarray, values) -> np.ndarray:

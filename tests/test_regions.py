@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import pcal_cli.geometry.regions as regions_module
+import pcal_cli.geometry.regions.kmeans as kmeans_module
 from pcal_cli.data.synthetic import synthetic_room
 from pcal_cli.errors import PcalError
 from pcal_cli.geometry import (
@@ -214,7 +214,7 @@ def test_kmeans_is_deterministic_for_a_fixed_seed(room):
 
 
 def test_kmeans_subsample_path_is_deterministic(room, monkeypatch):
-    monkeypatch.setattr(regions_module, "KMEANS_SAMPLE", 2000)
+    monkeypatch.setattr(kmeans_module, "KMEANS_SAMPLE", 2000)
     a = kmeans_chunks(room.xyz, chunks=8, seed=1)
     _assert_contiguous(a, len(room))
     np.testing.assert_array_equal(a, kmeans_chunks(room.xyz, chunks=8, seed=1))

@@ -198,6 +198,44 @@ def test_learning_curve_draws_one_series_per_method(six_runs, tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["learning_curve.png"]  # no temporary left
 
 
+def _legend(fig) -> list[str]:
+    return [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+
+
+def _caption(fig) -> str:
+    return " ".join(text.get_text() for text in fig.axes[0].texts)
+
+
+def test_a_half_point_step_is_not_a_cliff(template, tmp_path):
+    make_run(template, tmp_path / "run", mious=(0.300, 0.302, 0.305), full=None)
+    fig, drawn = plots.curve_figure(group_runs([collect_run(tmp_path / "run")]))
+    low, high = fig.axes[0].get_ylim()
+    assert high - low == pytest.approx(plots.MIN_Y_SPAN) and low < 30.0 and 30.5 < high
+    assert (low, high) == pytest.approx(drawn.ylim)
+    assert drawn.band == "" and not fig.axes[0].collections  # one run: no spread band drawn
+    assert _legend(fig) == ["random (1 run, unit point)"]
+    assert "band" not in _caption(fig) and "one run" in _caption(fig)
+
+
+def test_several_runs_get_a_band_named_in_the_legend(six_runs):
+    fig, drawn = plots.curve_figure(group_runs([collect_run(p) for p in six_runs]))
+    ax = fig.axes[0]
+    assert len(ax.collections) == 2 and drawn.band == plots.BAND  # one min-max band per method
+    assert _legend(fig) == ["margin (3 runs, unit point; band: min-max)", "random (3 runs, unit point; band: min-max)",
+                            "full supervision (50.0)"]
+    assert "band: min-max over runs" in _caption(fig)
+    low, high = ax.get_ylim()  # the data (10..50) padded, wider than the minimum span
+    assert low < 10.0 and high > 50.0 and high - low < 50.0
+
+
+def test_y_limits_keep_at_least_the_minimum_span_inside_0_100():
+    assert plots.y_limits(np.array([30.0, 30.5])) == pytest.approx((20.25, 40.25))
+    assert plots.y_limits(np.array([1.0, 2.0])) == pytest.approx((0.0, 20.0))
+    assert plots.y_limits(np.array([99.0, 99.5])) == pytest.approx((80.0, 100.0))
+    assert plots.y_limits(np.array([0.0, 100.0])) == pytest.approx((0.0, 100.0))
+    assert plots.y_limits(np.array([np.nan])) == (0.0, 100.0)
+
+
 def test_learning_curve_refuses_when_nothing_is_evaluated(template, tmp_path):
     make_run(template, tmp_path / "run", evaluated=set())
     with pytest.raises(PcalError, match="no evaluated round"):

@@ -54,14 +54,14 @@ def test_seedal_with_image_and_model_features(project, tmp_path):
     rng = np.random.default_rng(0)
     for name in project.scenes("train"):
         np.save(images / f"{name}.npy", rng.normal(size=(6, 8)).astype(np.float32))
-    seed_round(project, "seedal", None, "30%", seedal={"features": f"images:{images}"})
+    seed_round(project, "seedal", None, "30%", options={"features": f"images:{images}"})
     assert read_json(project.round_dir(0) / "seed.json", "seed")["features"].startswith("images:")
     # a model of the project (here: trained on the seed itself) gives region features
     train(project, 0, TrainOptions(cr=0.125, steps=1, device="cpu"))
     other = Project.open(shutil.copytree(project.root, tmp_path / "q"))
     shutil.rmtree(other.round_dir(0))
     other.ledger_path.write_text("")
-    seed_round(other, "seedal", None, "30%", seedal={"features": f"model:{project.round_dir(0) / MODEL_FILE}",
+    seed_round(other, "seedal", None, "30%", options={"features": f"model:{project.round_dir(0) / MODEL_FILE}",
                                                      "device": "cpu"})
     assert labelled_counts(other, 0)
 
@@ -77,7 +77,7 @@ def test_seedal_with_image_and_model_features(project, tmp_path):
 def test_seedal_bad_inputs_write_nothing(project, kwargs, message):
     args = {"unit": None, "budget": "30%", **kwargs}
     with pytest.raises(PcalError, match=message):
-        seed_round(project, "seedal", args["unit"], args["budget"], seedal=args.get("seedal"))
+        seed_round(project, "seedal", args["unit"], args["budget"], options=args.get("seedal"))
     assert project.rounds() == [] and read_ledger(project) == []
 
 

@@ -23,7 +23,7 @@ needs, so the round engine knows what to compute before scoring:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -59,8 +59,13 @@ class ScorerSpec:
     scene_score: Callable[[SceneInputs, dict[str, Any]], np.ndarray] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     outdoor_options: dict[str, Any] = field(default_factory=dict)
-    round_state: bool = False  # the round engine prepares per-round state first (fms)
+    prepare: str | None = None  # "module:function" the engine calls once per round before scoring (fms: the flow)
     unit_score: Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray] | None = None
+
+    @property
+    def round_state(self) -> bool:
+        """Whether the engine prepares per-round state (``prepare``) before scoring."""
+        return self.prepare is not None
 
     @property
     def needs_model(self) -> bool:
@@ -132,7 +137,8 @@ SCORERS: dict[str, ScorerSpec] = {
         ScorerSpec("hmmu", None, scene_score=hmmu_point_scores,
                    options={"levels": HMMU_LEVELS, "weights": HMMU_WEIGHTS},
                    description="HPAL: -(m + 0.1 m1 + 0.01 m2 + 0.001 m3), margins of nested 0.1/0.5/1.0 m voxels"),
-        ScorerSpec("fms", None, scene_score=fms_point_scores, options=FMS_OPTIONS, round_state=True,
+        ScorerSpec("fms", None, scene_score=fms_point_scores, options=FMS_OPTIONS,
+                   prepare="pcal_cli.steps.jopro_round:prepare_fms",
                    needs_features=True,
                    description="JoPro: -(P (Q1 - Q2) - V) over mixtures with class prototypes (a flow per round)"),
         ScorerSpec("coreset", zero_scores, needs_features=True, selector="kcenter",
@@ -141,8 +147,23 @@ SCORERS: dict[str, ScorerSpec] = {
 }
 
 
+def _check_scorer(name: str, entry: object) -> ScorerSpec:
+    if not isinstance(entry, ScorerSpec):
+        raise TypeError(f"expected a pcal_cli.acquisition.ScorerSpec, got {type(entry).__name__}")
+    return entry if entry.name == name else replace(entry, name=name)
+
+
+def all_scorers() -> dict[str, ScorerSpec]:
+    """The built-in scorers and those of installed plugins (entry point group ``pcal.scorers``)."""
+    from pcal_cli.plugins import load_plugins
+
+    load_plugins("scorers", SCORERS, _check_scorer)
+    return SCORERS
+
+
 def get_scorer(name: str) -> ScorerSpec:
     """The scorer registered as ``name`` (case-insensitive); :class:`PcalError` if unknown."""
+    all_scorers()
     key = name.strip().lower()
     if key not in SCORERS:
         raise PcalError(f"unknown scorer {name!r}; choose one of: {', '.join(sorted(SCORERS))}"

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from pcal_cli import __version__
+from pcal_cli.annotation.batch import find_batch
 from pcal_cli.annotation.formats import (
     FLOAT32_EXACT,
     FORMATS,
@@ -68,14 +69,17 @@ def _check_queries(queries: dict[str, Any], round_index: int, where: str) -> Non
 
 
 def query_scenes(project: Project, round_index: int, queries: dict[str, Any] | None = None,
-                 scenes: dict[str, Scene] | None = None) -> dict[str, QueryScene]:
-    """Every queried scene (in training-split order) with its round-N labels and query mask."""
-    lazy = lazy_query_scenes(project, round_index, queries, scenes)
+                 scenes: dict[str, Scene] | None = None, *, labels_round: int | None = None) -> dict[str, QueryScene]:
+    """Every queried scene (in training-split order) with its round-N labels and query mask.
+
+    ``labels_round`` takes the known labels from a later round instead (the last import of a
+    batch labelled in parts): the query mask is then what is still open."""
+    lazy = lazy_query_scenes(project, round_index, queries, scenes, labels_round=labels_round)
     return {name: lazy[name] for name in lazy}
 
 
 def lazy_query_scenes(project: Project, round_index: int, queries: dict[str, Any] | None = None,
-                      scenes: dict[str, Scene] | None = None) -> LazyMapping:
+                      scenes: dict[str, Scene] | None = None, *, labels_round: int | None = None) -> LazyMapping:
     """The queried scenes as a mapping that reads each scene when asked for it, so a round over
     thousands of scenes holds one at a time (see :func:`query_scenes`)."""
     if queries is None:
@@ -96,7 +100,7 @@ def lazy_query_scenes(project: Project, round_index: int, queries: dict[str, Any
         scene = (scenes or {}).get(name)
         if scene is None:
             scene = read_ply(project.scene_path("train", name), name=name)
-        known = load_labels(project, round_index, name, len(scene))
+        known = load_labels(project, round_index if labels_round is None else labels_round, name, len(scene))
         ids = unit_ids(scene, unit, cell)
         units = np.unique(np.asarray(selected[name], dtype=np.int64))
         return QueryScene(scene, known, units, ids, query_mask(ids, known, units))
@@ -127,7 +131,8 @@ def export_queries(
     Whole scenes are exported (the context helps the person); ``predictions`` (class ids) and
     ``scores`` are optional per-point arrays per scene. Every file is written atomically. A
     folder holding another export is refused, except one of the same project, round and format
-    (its files are rewritten).
+    (its files are rewritten). After a partial import, the batch's points still open are
+    exported (``round_index`` may name the queries' round or a round its imports made).
     """
     if fmt not in FORMATS:
         raise PcalError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
@@ -137,10 +142,12 @@ def export_queries(
                         f"(ids {NOT_ASKED} and {QUERY} are reserved)")
     if not project.round_dir(round_index).is_dir():
         raise PcalError(f"{project.root}: round {round_index} does not exist")
+    batch = find_batch(project, round_index)
+    round_index, labels_round = batch.origin, batch.labels_round
     queries = load_queries(project, round_index)
     out_dir = Path(out_dir)
     _check_out_dir(project, round_index, fmt, out_dir)
-    scenes = query_scenes(project, round_index, queries)
+    scenes = query_scenes(project, round_index, queries, labels_round=labels_round)
 
     todo = []  # check every input before the first file is written
     for name, q in scenes.items():
@@ -180,6 +187,7 @@ def export_queries(
         "project": str(project.root.resolve()),
         "dataset": config.dataset,
         "round": round_index,
+        **({"labels_round": labels_round} if labels_round != round_index else {}),
         "unit": queries["unit"],
         "cell": float(queries.get("cell") or DEFAULT_CELL),
         "format": fmt,

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from pcal_cli import __version__
-from pcal_cli.cli import check, compare, loop, prepare, report, train, view
+from pcal_cli.cli import check, compare, loop, methods, prepare, report, train, view
 from pcal_cli.cli.common import err
 from pcal_cli.errors import PcalError
 from pcal_cli.threads import configure as configure_threads
@@ -68,6 +68,7 @@ compare.register(app)
 check.register(app)
 report.register(app)
 view.register(app)
+methods.register(app)
 
 
 def reflow(text: str | None) -> str | None:

@@ -14,8 +14,10 @@ CHECK_HELP = """Verify a project: config, scenes, label files (sizes, ids, check
 growing, the ledger against the label files, closed rounds' manifests (SHA-256), and orphan
 temporary files. Exit code 0 when nothing is wrong, 1 when a problem is found.
 
---repair removes orphan temporary files and round folders that never completed (under the
-project lock); it never removes a completed round or a label the ledger records.
+--repair removes orphan temporary files and round folders that never completed, and records in
+the ledger the complete rounds it lacks (under the project lock); it never removes a completed
+round or a label the ledger records. Every problem names what is wrong and the command that
+repairs it, where one exists.
 
 Example:
 
@@ -30,19 +32,23 @@ def register(app: typer.Typer) -> None:
 def check_command(
     ctx: typer.Context,
     project: ProjectOption = None,
-    repair: Annotated[bool, typer.Option("--repair", help="Remove orphan temporaries and incomplete rounds.")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="Remove orphan temporaries and incomplete rounds; record "
+                                         "unrecorded rounds in the ledger.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Read only the scenes' headers.")] = False,
 ) -> None:
-    from pcal_cli.check import OK, PROBLEM, check_project, repair_project
+    from pcal_cli.check import OK, PROBLEM, check_project, repair_ledger, repair_project
     from pcal_cli.project import Project
 
     proj = Project.open(project_dir(ctx, project))
     if repair:
         with proj.lock("check --repair"):
             removed = repair_project(proj)
+            recorded = repair_ledger(proj)
         for path in removed:
             out.print(f"removed {Path(path).relative_to(proj.root)}")
-        if not removed:
+        for index in recorded:
+            out.print(f"recorded round {index} in the ledger")
+        if not removed and not recorded:
             out.print("nothing to repair")
     findings = check_project(proj, quick=quick)
     table = Table(title=f"pcal check: {proj.root}")

@@ -88,17 +88,16 @@ def seed_command(
     from pcal_cli.steps.seed import SEED_FILE, seed_round
 
     proj = _open(ctx, project)
-    seedal = {"features": features, "solver": solver, "time_limit": time_limit, "top_pairs": top_pairs,
-              "device": device}
+    seed_options = {"features": features, "solver": solver, "time_limit": time_limit, "top_pairs": top_pairs,
+                    "device": device}  # each seed method takes the ones it knows
     with proj.lock("seed"):
-        commit = seed_round(proj, method, unit, budget, seed, cell, force=force,
-                            seedal=seedal if method == "seedal" else None)
+        commit = seed_round(proj, method, unit, budget, seed, cell, force=force, options=seed_options)
     if commit.skipped:
         err.print("round 0 exists: skipped (pass --force to replace it)")
         return
     out.print(f"round 0: {commit.points:,} points labelled in {len(commit.scenes)} scene(s) "
               f"({method}, budget {budget})")
-    if method == "seedal":
+    if (proj.round_dir(0) / SEED_FILE).is_file():  # a seed method that reports its choice (SeedAL)
         report = read_json(proj.round_dir(0) / SEED_FILE, "seed report")
         gap = "" if report.get("gap") is None else f", gap {report['gap']:.3g}"
         out.print(f"SeedAL objective {report['objective']:.4f} ({report['solver']}, {report['status']}{gap}); "
@@ -381,7 +380,8 @@ def label_export_command(
     predictions = _round_predictions(proj, target, device) if with_predictions else None
     with proj.lock("label export"):
         manifest = export_queries(proj, target, out_dir, fmt=fmt, predictions=predictions)
-    table = Table(title=f"round {target}: queries exported to {out_dir}")
+    still = f" (still open after round {manifest['labels_round']})" if "labels_round" in manifest else ""
+    table = Table(title=f"round {manifest['round']}: queries{still} exported to {out_dir}")
     for column in ("file", "points", "to label"):
         table.add_column(column, justify="left" if column == "file" else "right")
     for entry in manifest["scenes"].values():
@@ -392,7 +392,8 @@ def label_export_command(
 
 def _round_predictions(project: Project, round_index: int, device: str) -> dict:
 
-    from pcal_cli.annotation.export import query_scenes
+    from pcal_cli.annotation.batch import batch_origin
+    from pcal_cli.annotation.export import lazy_query_scenes
     from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
     from pcal_cli.training.inference import predict_scene
     from pcal_cli.training.supervised import MODEL_FILE, resolve_device
@@ -403,18 +404,22 @@ def _round_predictions(project: Project, round_index: int, device: str) -> dict:
     ckpt = state["config"]
     return {name: predict_scene(model, asked.scene, ckpt["channels"], ckpt["voxel_size"], ckpt["num_classes"],
                                 torch_device).point_labels
-            for name, asked in query_scenes(project, round_index).items()}
+            for name, asked in lazy_query_scenes(project, batch_origin(project, round_index)).items()}
 
 
 @label_app.command("import", help="""Import a person's labelled files as the next round (ledger source 'import').
 
 Points are matched by scalar_pid (or by the nearest point within 1 mm). Every query point must
-hold a class id; changes to labels known before are refused unless --allow-relabel. Any problem
-is one clear error and nothing is written.
+hold a class id; with --partial, the points left at 255 (or empty) stay queried and the labelled
+ones go in now: import the same folder again, completed, to add the rest as a further round.
+Changes to labels known before are refused unless --allow-relabel. Any problem is one clear
+error and nothing is written; an import that adds nothing says why and writes nothing.
 
-Example:
+Examples:
 
   pcal label import -p demo demo/labelling
+
+  pcal label import -p demo demo/labelling --partial
 """)
 def label_import_command(
     ctx: typer.Context,
@@ -422,6 +427,8 @@ def label_import_command(
     project: ProjectOption = None,
     allow_relabel: Annotated[bool, typer.Option("--allow-relabel",
                                                 help="Accept corrections of labels known before.")] = False,
+    partial: Annotated[bool, typer.Option("--partial", help="Import the labelled points now; points left at 255 "
+                                          "stay queried for a later import.")] = False,
 ) -> None:
     from pcal_cli.annotation import MANIFEST, import_labels
     from pcal_cli.rounds import latest_round, read_json, resolve_round
@@ -433,5 +440,11 @@ def label_import_command(
         round_index = read_json(manifest, "labelling manifest")["round"] if manifest.is_file() else latest_round(proj)
     target = resolve_round(proj, round_index)
     with proj.lock("label import"):
-        commit = import_labels(proj, target, in_dir, allow_relabel=allow_relabel)
+        commit = import_labels(proj, target, in_dir, allow_relabel=allow_relabel, partial=partial)
+    if commit.skipped:
+        err.print(commit.note, markup=False, highlight=False, soft_wrap=True)
+        return
     out.print(f"round {commit.round}: {commit.points:,} points imported in {len(commit.scenes)} scene(s)")
+    if commit.open_points:
+        out.print(f"{commit.open_points:,} point(s) of the batch are still to label: finish them in {in_dir} and run "
+                  f"'pcal label import -p {proj.root} {in_dir}' again", markup=False, highlight=False, soft_wrap=True)

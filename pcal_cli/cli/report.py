@@ -20,8 +20,8 @@ With one project: a table per round (labelled points and % of the training split
 round added by unit and source, mIoU, OA, ratio to the full-supervision reference), the IoU per
 class of the last evaluated round (or --round) and the budget spent per unit kind from the ledger.
 With several projects (one per method and seed): mIoU mean ± std per method and round.
-Writes learning_curve.png (mean line per method, band = min..max over its runs, full supervision
-dashed) into --out; --show-queries SCENE also writes queries_SCENE.png, the points selected in
+Writes learning_curve.png (mean line per method, band = min..max over its runs for a method with
+several runs, full supervision dashed, a y axis of at least 20 mIoU points) into --out; --show-queries SCENE also writes queries_SCENE.png, the points selected in
 queries.json of the last round that has one (or --round). Reads the project only; no lock taken.
 
 Examples:
@@ -265,9 +265,35 @@ def _report_many(paths: list[Path], split: str, out_dir: Path) -> None:
         return
     out.print(_spent_table(groups, curves, rounds))
     out.print(_final_class_table(groups, split))
+    for line in summary_sentences(groups, curves, baseline):
+        out.print(line, highlight=False)
     target = out_dir / "learning_curve.png"
     plots.learning_curve(groups, target)
     out.print(f"learning curve: {target} (line: mean over runs; band: {plots.BAND})")
+
+
+def summary_sentences(groups: dict, curves: dict, baseline: str | None) -> list[str]:
+    """One sentence per method at its last round evaluated on every run: mIoU, share of full
+    supervision, points labelled, and random's mIoU at that round (the same points bought)."""
+    from pcal_cli.evaluation.report import full_reference
+
+    lines = []
+    for method, members in groups.items():
+        if method == baseline:
+            continue
+        complete = [r for r, p in curves[method].items() if p.runs == len(members)]
+        if not complete:
+            continue
+        point = curves[method][max(complete)]
+        reference = full_reference(members)
+        share = f" = {100 * point.miou_mean / reference:.0f} % of full supervision" if reference else ""
+        text = (f"{method}: {100 * point.miou_mean:.1f} mIoU{share} with {point.labelled_percent:.2f} % of the points "
+                f"labelled (round {point.round}, {point.runs} seed(s))")
+        other = curves[baseline].get(point.round) if baseline else None
+        if other is not None:
+            text += f"; {baseline} at the same points: {100 * other.miou_mean:.1f}"
+        lines.append(text)
+    return lines
 
 
 def _random_baseline(groups: dict) -> str | None:

@@ -44,7 +44,7 @@ def evaluate(project: Project, round_index: int | None, split: str = "test", *, 
     confusion matrix written to ``metrics.shards/<split>.<i>of<N>.json``; :func:`merge_shards`
     then sums the N parts into ``metrics.json`` (the same numbers as one unsharded run).
     """
-    from pcal_cli.steps.score import parse_shard, shard_scenes
+    from pcal_cli.shards import parse_shard, shard_scenes
 
     if split == "train":
         raise PcalError("evaluate on val or test; the training split is what the model learnt from")

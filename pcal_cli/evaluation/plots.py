@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 BAND = "min-max over runs"
+MIN_Y_SPAN = 20.0  # mIoU points: the y axis never spans less, so a 0.5-point step is not a cliff
 QUERY_COLOR = "#e6007e"  # strong magenta: absent from typical indoor/outdoor colours
 LABELLED_COLOR = "#1f77b4"
 UNLABELLED_GREY = 0.78
@@ -28,20 +29,47 @@ UNLABELLED_GREY = 0.78
 
 @dataclass
 class CurvePlot:
-    """What :func:`learning_curve` drew: one series per method (fractions), the reference, the band."""
+    """What :func:`learning_curve` drew: one series per method (fractions), the reference, the
+    band (``""`` when no method has several runs) and the y range (mIoU %)."""
 
     series: dict[str, list[CurvePoint]]
     full_miou: float | None
     band: str = BAND
+    ylim: tuple[float, float] = (0.0, 100.0)
+
+
+def y_limits(values: np.ndarray, min_span: float = MIN_Y_SPAN) -> tuple[float, float]:
+    """A y range (mIoU %) around ``values``: the data padded by 5 % of its span, widened about its
+    middle to at least ``min_span`` points, and kept within 0..100."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return 0.0, 100.0
+    low, high = float(values.min()), float(values.max())
+    pad = 0.05 * (high - low)
+    low, high = low - pad, high + pad
+    if high - low < min_span:
+        middle = (low + high) / 2
+        low, high = middle - min_span / 2, middle + min_span / 2
+    shift = max(0.0, -low) - max(0.0, high - 100.0)
+    return max(0.0, low + shift), min(100.0, high + shift)
 
 
 def learning_curve(groups: dict[str, list[RunReport]], path: str | os.PathLike, *,
                    title: str | None = None) -> CurvePlot:
+    """Draw :func:`curve_figure` and write it as a PNG at ``path`` (atomically)."""
+    fig, drawn = curve_figure(groups, title=title)
+    _save(fig, path)
+    return drawn
+
+
+def curve_figure(groups: dict[str, list[RunReport]], *, title: str | None = None) -> tuple[Figure, CurvePlot]:
     """mIoU (%) against the labelled share of training points (%), one line per method.
 
-    The line is the mean over a method's runs at each round, the shaded band spans the minimum
-    to the maximum over those runs (drawn when a method has more than one run), and the mean
-    full-supervision mIoU of the runs is a dashed horizontal line when known.
+    The line is the mean over a method's runs at each round; a method with more than one run
+    gets a shaded band from the minimum to the maximum over its runs (its legend entry says so);
+    the mean full-supervision mIoU of the runs is a dashed horizontal line when known. The y axis
+    spans at least :data:`MIN_Y_SPAN` points (:func:`y_limits`).
     """
     series = {method: points for method, points in ((m, curve(runs)) for m, runs in groups.items()) if points}
     if not series:
@@ -51,31 +79,42 @@ def learning_curve(groups: dict[str, list[RunReport]], path: str | os.PathLike, 
     fig = _figure(figsize=(7.5, 4.8), dpi=120)
     ax = fig.add_subplot()
     colors = [f"C{i % 10}" for i in range(len(series))]
+    drawn: list[np.ndarray] = []
+    banded = False
     for color, (method, points) in zip(colors, series.items()):
         x = np.array([p.labelled_percent for p in points])
         mean = 100.0 * np.array([p.miou_mean for p in points])
         count = len(groups[method])
         units = sorted({row.unit for run in groups[method] for row in run.rows if row.unit and row.round > 0})
-        label = f"{method} ({count} run{'s' if count != 1 else ''}{', unit ' + '/'.join(units) if units else ''})"
+        band = "; band: min-max" if count > 1 else ""
+        label = (f"{method} ({count} run{'s' if count != 1 else ''}"
+                 f"{', unit ' + '/'.join(units) if units else ''}{band})")
         ax.plot(x, mean, marker="o", markersize=4, color=color, label=label)
+        drawn.append(mean)
         if count > 1:
             low = 100.0 * np.array([p.miou_min for p in points])
             high = 100.0 * np.array([p.miou_max for p in points])
             ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
+            drawn += [low, high]
+            banded = True
     full = full_reference(runs)
     if full is not None:
         ax.axhline(100.0 * full, linestyle="--", color="black", linewidth=1.2,
                    label=f"full supervision ({100.0 * full:.1f})")
+        drawn.append(np.array([100.0 * full]))
+    ylim = y_limits(np.concatenate(drawn))
+    ax.set_ylim(*ylim)
     ax.set_xlabel("labelled training points (%)")
     ax.set_ylabel(f"mIoU on {split} (%)")
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title or f"Learning curve ({runs[0].dataset})", fontsize=11)
-    ax.annotate(f"line: mean over runs; band: {BAND}", xy=(0, 0), xycoords="figure fraction",
+    caption = (f"line: mean over runs; band: {BAND}" if banded
+               else "line: mIoU of each method's run (one run: no spread)")
+    ax.annotate(f"{caption}; y axis spans at least {MIN_Y_SPAN:g} points", xy=(0, 0), xycoords="figure fraction",
                 xytext=(6, 4), textcoords="offset points", fontsize=7, color="0.35")
-    _save(fig, path)
-    return CurvePlot(series=series, full_miou=full)
+    return fig, CurvePlot(series=series, full_miou=full, band=BAND if banded else "", ylim=ylim)
 
 
 def scene_queries(scene_xyz: np.ndarray, rgb: np.ndarray | None, query_mask: np.ndarray,

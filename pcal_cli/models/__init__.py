@@ -35,6 +35,7 @@ def build_model(
     (``torch.manual_seed``). Raises :class:`PcalError` for an unknown name or bad sizes.
     """
     key = name.strip().lower()
+    all_models()
     if key not in MODELS:
         raise PcalError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
     if in_channels < 1 or num_classes < 1:
@@ -52,4 +53,18 @@ def build_model(
         raise PcalError(f"model {key}: {exc}") from exc
 
 
-__all__ = ["MODELS", "MinkUNet", "SPVCNN", "build_model"]
+def _check_model(name: str, entry: object) -> Callable[..., nn.Module]:
+    if not callable(entry):
+        raise TypeError(f"expected a model class or factory (in_channels, num_classes, cr), got {type(entry).__name__}")
+    return entry
+
+
+def all_models() -> dict[str, Callable[..., nn.Module]]:
+    """The built-in backbones and those of installed plugins (entry point group ``pcal.backbones``)."""
+    from pcal_cli.plugins import load_plugins
+
+    load_plugins("backbones", MODELS, _check_model)
+    return MODELS
+
+
+__all__ = ["MODELS", "all_models", "MinkUNet", "SPVCNN", "build_model"]

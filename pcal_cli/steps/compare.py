@@ -46,8 +46,9 @@ from pcal_cli.methods import get_method
 from pcal_cli.project import CONFIG_NAME, Project
 from pcal_cli.rounds import FULL_DIR, read_json
 from pcal_cli.steps.properties import CACHE_DIR
-from pcal_cli.steps.round import PLAN_FILE, evaluation_split, run_rounds, train_and_evaluate
-from pcal_cli.steps.seed import seed_round
+from pcal_cli.steps.engine import evaluation_split, train_and_evaluate
+from pcal_cli.steps.round import PLAN_FILE, run_rounds
+from pcal_cli.steps.seed import SEEDS, seed_round, seed_unit
 from pcal_cli.training.supervised import MODEL_FILE, TrainOptions, train
 from pcal_cli.catalogue import DEFAULT_BUDGET
 
@@ -271,8 +272,9 @@ def _check(project: Project, settings: CompareSettings) -> None:
         raise PcalError("--methods lists a method twice")
     if settings.seeds < 1 or settings.rounds < 1:
         raise PcalError("--seeds and --rounds must be at least 1")
-    if settings.seed_method not in ("random", "seedal", "method"):
-        raise PcalError(f"--seed-method must be random, seedal or method, got '{settings.seed_method}'")
+    if settings.seed_method != "method" and settings.seed_method not in SEEDS:
+        raise PcalError(f"--seed-method must be method (each method's own seed) or one of {', '.join(SEEDS)}, "
+                        f"got '{settings.seed_method}'")
     if evaluation_split(project) is None:
         raise PcalError(f"{project.root}: no test or val split to compare the methods on")
     from pcal_cli.selection.budget import parse_budget, parse_schedule
@@ -328,9 +330,8 @@ def _make_run(project: Project, path: Path) -> Project:
 
 def _shared_seed(project: Project, settings: CompareSettings, seed: int) -> None:
     run = _make_run(project, compare_dir(project, settings.name) / "_seed" / f"s{seed}")
-    unit = None if settings.seed_method == "seedal" else settings.seed_unit
-    seed_round(run, settings.seed_method, unit, settings.seed_budget, seed=seed,
-               seedal={"device": settings.train.device} if settings.seed_method == "seedal" else None)
+    seed_round(run, settings.seed_method, seed_unit(settings.seed_method, settings.seed_unit), settings.seed_budget,
+               seed=seed, options={"device": settings.train.device})
 
 
 def _shared_round0(project: Project, settings: CompareSettings, options: TrainOptions, seed: int, say: Say,

@@ -13,46 +13,22 @@ from typing import Any
 
 from pcal_cli.atomic import write_bytes, write_json
 from pcal_cli.errors import PcalError
-from pcal_cli.evaluation.evaluate import METRICS_FILE, evaluate
-from pcal_cli.methods import get_method
+from pcal_cli.methods import all_methods, get_method
+from pcal_cli.plugins import resolve
 from pcal_cli.project import Project
 from pcal_cli.rounds import labelled_counts, latest_round, read_json, sync_ledger
 from pcal_cli.selection import get_selector
 from pcal_cli.selection.budget import schedule_item
 from pcal_cli.steps.label import oracle_round
 from pcal_cli.steps.score import ScoreSettings, score_round
-from pcal_cli.steps.seed import seed_round
+from pcal_cli.steps.seed import seed_round, seed_unit
 from pcal_cli.steps.select import select_round
-from pcal_cli.training.supervised import MODEL_FILE, TrainOptions, train
+from pcal_cli.steps.engine import evaluation_split, train_and_evaluate  # noqa: F401 - re-exported
+from pcal_cli.training.supervised import MODEL_FILE, TrainOptions
 from pcal_cli.units import DEFAULT_CELL
 
 Say = Callable[[str], None]
 PLAN_FILE = "round_plan.json"
-
-
-def evaluation_split(project: Project) -> str | None:
-    """The split rounds are evaluated on: test, else val, else none."""
-    for split in ("test", "val"):
-        if project.scenes(split):
-            return split
-    return None
-
-
-def train_and_evaluate(project: Project, round_index: int, options: TrainOptions, say: Say,
-                       on_step: Callable[[int, int, float], None] | None = None) -> None:
-    """Train round ``round_index`` (skipped when its model exists) and evaluate it once."""
-    result = train(project, round_index, options, resume=True, on_step=on_step)
-    say(f"round {round_index}: " + ("model exists" if result.skipped else
-                                    f"trained {result.steps} steps, final loss {result.final_loss:.3f}"))
-    split = evaluation_split(project)
-    if split is None:
-        return
-    path = project.round_dir(round_index) / METRICS_FILE
-    if path.is_file() and split in read_json(path, "metrics"):
-        return
-    metrics = evaluate(project, round_index, split, device=options.device)
-    say(f"round {round_index}: mIoU {100 * (metrics['miou'] or 0):.1f} on {split}, "
-        f"{metrics['labelled_percent']:.3f}% labelled")
 
 
 def check_round_settings(project: Project, preset, budget: str, unit: str, cell: float, options: TrainOptions,
@@ -73,8 +49,8 @@ def check_round_settings(project: Project, preset, budget: str, unit: str, cell:
             raise PcalError(f"a per-scene budget works with top-k selection only, not {preset.selector}")
     resolve_device(options.device)
     resolved = replace(options, semi=options.semi or preset.semi, reg=options.reg or preset.reg,
-                       init=None if options.init == "wsegpc" else options.init,
-                       recipe=options.recipe or ("scene-tags" if preset.name == "wsegpc" else None))
+                       init=None if options.init in all_methods() else options.init,
+                       recipe=options.recipe or preset.recipe)
     check_options(resolved)
     if resolved.init is not None and not Path(resolved.init).is_file():
         raise PcalError(f"--init {resolved.init}: no such checkpoint")
@@ -94,15 +70,16 @@ def adopt_init_model(project: Project, round_index: int, options: TrainOptions, 
     say(f"round {round_index}: no point labels yet; starts from {options.init}")
 
 
-def wsegpc_model(project: Project):
-    """The network WSegPC trained last (stage 3, else stage 2) for ``--init wsegpc``."""
-    from pcal_cli.steps.wsegpc import WSEGPC_DIR
-
-    for stage in ("stage3", "stage2"):
-        found = sorted((project.root / WSEGPC_DIR).glob(f"r*/{stage}/model.pt"))
-        if found:
-            return found[-1]
-    raise PcalError(f"{project.root}: --init wsegpc needs a WSegPC model: run 'pcal round --method wsegpc' first")
+def init_checkpoint(project: Project, init: str | None) -> str | None:
+    """``--init``: a checkpoint path, or the name of a method whose network rounds may start from
+    (its ``init_model`` hook, e.g. ``--init wsegpc``)."""
+    methods = all_methods()
+    if init is None or init not in methods:
+        return init
+    hook = methods[init].init_model
+    if hook is None:
+        raise PcalError(f"--init {init}: method '{init}' trains no network other methods can start from")
+    return str(resolve(hook)(project))
 
 
 def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | None = None, unit: str | None = None,
@@ -135,26 +112,16 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
     check_round_settings(project, preset, budget, unit or preset.unit, cell, options,
                          {**preset.scorer_options, **(scorer_options or {})},
                          {**preset.selector_options, **(selector_options or {})})
-    if options.init == "wsegpc":
-        options = replace(options, init=str(wsegpc_model(project)))
-    if preset.name == "wsegpc":
-        from pcal_cli.steps.tags import oracle_tags
-        from pcal_cli.steps.wsegpc import check_image_features, run_wsegpc
-
-        if options.image_features is not None:  # before the oracle's tags round is written
-            check_image_features(project, options.image_features)
-        if not project.rounds():
-            commit = oracle_tags(project)
-            say(f"round {commit.round}: the oracle tagged {len(project.scenes('train'))} scene(s)")
-        run_wsegpc(project, latest_round(project), options, say=say, on_step=on_step)
-        return latest_round(project)
+    options = replace(options, init=init_checkpoint(project, options.init))
+    if preset.runner is not None:  # a method with a loop of its own
+        return resolve(preset.runner)(project, options, say=say, on_step=on_step)
     if not project.rounds():
         chosen_seed = seed_method or preset.seed_method
-        seed_unit = {"seedal": "scene", "oracle-balanced": "point"}.get(chosen_seed, preset.seed_unit)
+        unit_of_seed = seed_unit(chosen_seed, preset.seed_unit)
         seed_budget = seed_budget or preset.initial_budget(indoor)
-        commit = seed_round(project, chosen_seed, seed_unit, seed_budget, seed=options.seed,
-                            cell=cell, seedal={"device": options.device} if chosen_seed == "seedal" else None)
-        say(f"round 0: seeded {commit.points:,} points ({chosen_seed} {seed_unit}s, {seed_budget})")
+        commit = seed_round(project, chosen_seed, unit_of_seed, seed_budget, seed=options.seed,
+                            cell=cell, options={"device": options.device})
+        say(f"round 0: seeded {commit.points:,} points ({chosen_seed} {unit_of_seed}s, {seed_budget})")
     settings = ScoreSettings(scorer=preset.scorer, unit=unit or preset.unit, cell=cell,
                              aggregate=preset.aggregate, seed=options.seed,
                              features=get_selector(preset.selector).needs_features, keep=preset.keep,

@@ -31,9 +31,10 @@ from pcal_cli.errors import PcalError
 from pcal_cli.geometry.grid import check_size
 from pcal_cli.options import resolve_options
 from pcal_cli.project import Project
+from pcal_cli.shards import parse_shard, shard_scenes  # noqa: F401 - also pcal score's
 from pcal_cli.rounds import UNKNOWN, load_labels, read_json, run_dir
 from pcal_cli.selection.topk import rank_descending
-from pcal_cli.steps.jopro_round import prepare_fms
+from pcal_cli.plugins import resolve
 from pcal_cli.steps.pool import pool_scene
 from pcal_cli.steps.properties import scene_properties
 from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
@@ -66,27 +67,6 @@ def resolved_options(project: Project, spec: ScorerSpec, given: dict[str, Any]) 
     """The scorer's options for this project (indoor/outdoor defaults, then ``given``), JSON-ready."""
     options = resolve_options(spec.default_options(project.config.indoor), given, f"scorer '{spec.name}'")
     return json.loads(json.dumps(options))
-
-
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"i/N"`` (1-based) -> (i, N); None stays None."""
-    if text is None:
-        return None
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise PcalError(f"--shard must look like i/N (for example 2/4), got '{text}'") from None
-    if not 1 <= i <= n:
-        raise PcalError(f"--shard {text}: i must be between 1 and N")
-    return i, n
-
-
-def shard_scenes(names: list[str], shard: tuple[int, int] | None) -> list[str]:
-    """The i-th of N interleaved slices of the sorted scene list."""
-    if shard is None:
-        return list(names)
-    i, n = shard
-    return sorted(names)[i - 1 :: n]
 
 
 def scores_dir(project: Project, round_index: int) -> Path:
@@ -130,8 +110,9 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
     if state is not None:
         model = model_from_checkpoint(state, torch_device)
         ckpt = state["config"]
-        if spec.round_state:
-            round_state = prepare_fms(project, round_index, folder, model, ckpt, options, settings.seed, torch_device)
+        if spec.prepare is not None:  # per-round state the scorer needs (fms: the flow and the prototypes)
+            round_state = resolve(spec.prepare)(project, round_index, folder, model, ckpt, options, settings.seed,
+                                                torch_device)
     names = project.scenes("train")
     done_now = 0
     for done, name in enumerate(todo, start=1):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -157,28 +158,66 @@ def oracle_balanced_points(project: Project, unit: str, budget_text: str, seed: 
     return picked
 
 
-SEEDERS: dict[str, Callable[..., dict[str, np.ndarray]]] = {"random": random_seed_units,
-                                                              "oracle-balanced": oracle_balanced_points}
+def seedal_units(project: Project, unit: str, budget_text: str, seed: int, cell: float = DEFAULT_CELL,
+                 **options: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """SeedAL's diverse whole scenes and its report (``options``: those of
+    :func:`pcal_cli.steps.seedal_seed.seedal_seed_scenes`, e.g. ``device``, ``features``)."""
+    from pcal_cli.steps.seedal_seed import seedal_seed_scenes
+
+    return seedal_seed_scenes(project, budget_text, seed, **options)
+
+
+@dataclass(frozen=True)
+class SeedSpec:
+    """A way to pick round 0: ``pick(project, unit, budget, seed, cell, **options)`` returns the
+    chosen unit ids per scene (or ``(chosen, report)``, the report written to ``seed.json``);
+    ``unit`` is the unit it always labels (None: the caller's, default region); ``options`` are
+    the keyword options it accepts (others are ignored)."""
+
+    name: str
+    pick: Callable[..., Any]
+    unit: str | None = None
+    options: tuple[str, ...] = ()
+    description: str = ""
+
+
+SEEDS: dict[str, SeedSpec] = {spec.name: spec for spec in (
+    SeedSpec("random", random_seed_units, description="units drawn at random"),
+    SeedSpec("seedal", seedal_units, unit="scene", options=("device", "features", "solver", "time_limit", "top_pairs",
+                                                             "on_scene"),
+             description="SeedAL: diverse whole scenes (a MILP over scene-pair diversity)"),
+    SeedSpec("oracle-balanced", oracle_balanced_points, unit="point",
+             description="JoPro's class-wise even points, from the ground truth (an oracle)"),
+)}
+assert tuple(SEEDS) == SEED_METHODS  # the names the CLI shows (pcal_cli.catalogue)
+
+
+def seed_unit(method: str, unit: str | None) -> str | None:
+    """The unit a seed method labels: its own (SeedAL: scene) or ``unit``."""
+    spec = SEEDS.get(method)
+    return unit if spec is None or spec.unit is None else spec.unit
 
 
 def seed_round(project: Project, method: str = "random", unit: str | None = None, budget: str = "3%",
                seed: int = 0, cell: float = DEFAULT_CELL, force: bool = False,
-               seedal: dict[str, Any] | None = None) -> LabelCommit:
-    """Select the initial set with ``method`` and reveal it as round 0 (ledger source ``seed``).
+               options: dict[str, Any] | None = None) -> LabelCommit:
+    """Select the initial set with ``method`` (:data:`SEEDS`) and reveal it as round 0 (ledger
+    source ``seed``).
 
-    ``method`` is ``random`` (units drawn at random; ``unit`` defaults to region) or ``seedal``
-    (diverse whole scenes; ``seedal`` holds the keyword options of
-    :func:`pcal_cli.steps.seedal_seed.seedal_seed_scenes`, and its report is written to
-    ``rounds/r000/seed.json``) or ``oracle-balanced`` (JoPro's class-wise even points, chosen
-    from the ground truth: an oracle, never a real annotation workflow).
+    ``random`` draws units at random (``unit`` defaults to region); ``seedal`` picks diverse whole
+    scenes (``options``: :func:`pcal_cli.steps.seedal_seed.seedal_seed_scenes`'s keywords; its
+    report is written to ``rounds/r000/seed.json``); ``oracle-balanced`` is JoPro's class-wise even
+    points, chosen from the ground truth (an oracle, never a real annotation workflow). ``options``
+    a seed method does not take are ignored (e.g. ``device`` for ``random``).
     """
-    if method not in SEED_METHODS:
-        raise PcalError(f"unknown seed method '{method}' (choose from {', '.join(SEED_METHODS)})")
-    if method == "seedal":
-        if unit not in (None, "scene"):
-            raise PcalError(f"SeedAL chooses whole scenes: --unit scene, not {unit}")
+    if method not in SEEDS:
+        raise PcalError(f"unknown seed method '{method}' (choose from {', '.join(SEEDS)})")
+    spec = SEEDS[method]
+    if spec.unit == "scene" and unit not in (None, "scene"):
+        raise PcalError(f"{spec.description.split(':')[0]} chooses whole scenes: --unit scene, not {unit}")
+    if spec.unit == "scene":
         unit = "scene"
-    unit = unit or ("point" if method == "oracle-balanced" else "region")
+    unit = unit or spec.unit or "region"
     check_unit(unit)
     if project.rounds():
         if not force:
@@ -190,13 +229,9 @@ def seed_round(project: Project, method: str = "random", unit: str | None = None
         _drop_ledger_round(project, 0)
     if not project.scenes("train"):
         raise PcalError(f"{project.root}: the project has no training scenes")
-    report = None
-    if method == "seedal":
-        from pcal_cli.steps.seedal_seed import seedal_seed_scenes
-
-        picked, report = seedal_seed_scenes(project, budget, seed, **(seedal or {}))
-    else:
-        picked = SEEDERS[method](project, unit, budget, seed, cell)
+    taken = {k: v for k, v in (options or {}).items() if k in spec.options and v is not None}
+    result = spec.pick(project, unit, budget, seed, cell, **taken)
+    picked, report = result if isinstance(result, tuple) else (result, None)
 
     def revealed(name: str) -> np.ndarray:  # one scene read at a time, when commit_labels writes it
         return reveal(project, name, np.isin(unit_ids(pool_scene(project, name), unit, cell), picked[name]))

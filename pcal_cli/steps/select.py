@@ -14,12 +14,11 @@ from pcal_cli.errors import PcalError
 from pcal_cli.project import Project
 from pcal_cli.rounds import QUERIES_FILE, read_json
 from pcal_cli.options import resolve_options
-from pcal_cli.selection import diversity_select, fds_select, get_selector, kcenter_greedy, select_topk
-from pcal_cli.jopro.select import jopro_select
-from pcal_cli.selection.topk import rank_descending
+from pcal_cli.acquisition import get_scorer
+from pcal_cli.selection import SelectionInputs, get_selector
 from pcal_cli.steps.jopro_round import load_prototypes
 from pcal_cli.selection.topk import select_top_per_group
-from pcal_cli.selection.budget import parse_budget, split_budget
+from pcal_cli.selection.budget import parse_budget
 from pcal_cli.steps.pool import training_points
 from pcal_cli.steps.score import load_scores
 
@@ -38,6 +37,25 @@ def _warn_small_budget(budget_points: int, costs: np.ndarray, unit: str) -> None
         warnings.warn(f"the budget of {budget_points:,} points buys about {budget_points / median:.1f} {unit}s of the "
                       f"median size ({median:,.0f} points); with fewer than {MIN_UNITS_PER_ROUND} the selection has "
                       "little to choose from: raise the budget or use smaller units", stacklevel=3)
+
+
+def _provide(inputs: SelectionInputs, need: str, arrays: dict, names: list[str], project: Project,
+             round_index: int, selector: str) -> None:
+    """Fill what a selector needs into ``inputs`` (one clear line when it is missing)."""
+    if need == "point":
+        if inputs.unit != "point":
+            raise PcalError(f"--selector {selector} selects points: score with --unit point")
+    elif need == "prototypes":
+        if not get_scorer(inputs.scorer).round_state:
+            raise PcalError(f"--selector {selector} needs the prototypes of --scorer fms")
+        inputs.prototypes = load_prototypes(project, round_index)
+    elif need in ("features", "xyz", "labelled_features"):
+        if not all(need in arrays[n] for n in names):
+            raise PcalError(f"--selector {selector} needs unit features: score again with --features "
+                            "(or --scorer coreset)")
+        setattr(inputs, need, np.concatenate([arrays[n][need] for n in names]))
+    else:
+        raise PcalError(f"selector '{selector}' needs '{need}', which pcal cannot provide")
 
 
 def select_round(project: Project, round_index: int, budget: str, *, selector: str = "topk", seed: int = 0,
@@ -66,8 +84,8 @@ def select_round(project: Project, round_index: int, budget: str, *, selector: s
     if pool == 0:
         raise PcalError(f"{project.root}: every training point is labelled already; nothing to select")
     if parsed.kind == "per_scene":
-        if selector != "topk":
-            raise PcalError("a per-scene budget works with --selector topk only")
+        if not spec.per_scene_budgets:
+            raise PcalError(f"a per-scene budget works with --selector topk only, not {selector}")
         chosen = select_top_per_group(scores, scene_of, parsed.units_per_scene)
         budget_points = int(costs[chosen].sum())
     else:
@@ -78,42 +96,16 @@ def select_round(project: Project, round_index: int, budget: str, *, selector: s
             raise PcalError(f"budget of {budget_points:,} points exceeds the {candidates:,} candidate points kept "
                             f"when scoring (keep={config.get('keep')} units per scene); score again with a "
                             "larger --keep")
-        if spec.needs_features and not all("features" in arrays[n] for n in names):
-            raise PcalError(f"--selector {selector} needs unit features: score again with --features "
-                            "(or --scorer coreset)")
-        if selector == "fds" and config["unit"] != "point":
-            raise PcalError("--selector fds selects points: score with --unit point")
+        needs = set(spec.needs) | ({"features"} if spec.needs_features else set())
+        inputs = SelectionInputs(scores=scores, costs=costs, scene_of=scene_of, seed=seed, round_index=round_index,
+                                 pools=[int(arrays[n].get("pool", arrays[n]["costs"].sum())) for n in names],
+                                 unit=config["unit"], scorer=config["scorer"])
+        for need in sorted(needs):
+            _provide(inputs, need, arrays, names, project, round_index, selector)
         _warn_small_budget(budget_points, costs, config["unit"])
-        if selector == "kcenter":
-            features = np.concatenate([arrays[n]["features"] for n in names])
-            labelled = np.concatenate([arrays[n]["labelled_features"] for n in names])
-            chosen = kcenter_greedy(features, costs, budget_points, labelled if len(labelled) else None,
-                                    np.random.default_rng([seed, round_index]))
-        elif selector == "fds":
-            if config["unit"] != "point":
-                raise PcalError("--selector fds selects points: score with --unit point")
-            xyz = np.concatenate([arrays[n]["xyz"] for n in names])
-            features = np.concatenate([arrays[n]["features"] for n in names])
-            chosen = fds_select(rank_descending(scores), scene_of, xyz, features, budget_points, **chosen_options)
-        elif selector == "jopro":
-            if config["scorer"] != "fms":
-                raise PcalError("--selector jopro needs the prototypes of --scorer fms")
-            xyz = np.concatenate([arrays[n]["xyz"] for n in names])
-            features = np.concatenate([arrays[n]["features"] for n in names])
-            anchors = load_prototypes(project, round_index)
-            jopro_options = {k: v for k, v in chosen_options.items() if k != "budget_split"}
-            shares = None
-            if chosen_options.get("budget_split", "per-scene") == "per-scene":  # the release: per room
-                pools = [int(arrays[n].get("pool", arrays[n]["costs"].sum())) for n in names]
-                shares = dict(enumerate(split_budget(budget_points, pools)))
-            chosen = jopro_select(-scores, scene_of, xyz, features, anchors["protos"], anchors["present"],
-                                  budget_points, candidate_fraction=1.0, scene_budgets=shares, **jopro_options)
-            chosen = chosen[costs[chosen] > 0]
-        elif selector == "diversity":
-            features = np.concatenate([arrays[n]["features"] for n in names])
-            chosen = diversity_select(scores, costs, features, budget_points, seed=seed, **chosen_options)
-        else:
-            chosen = select_topk(scores, costs, budget_points)
+        if spec.choose is None:
+            raise PcalError(f"selector '{selector}' has no choose() to call")
+        chosen = np.asarray(spec.choose(inputs, budget_points, chosen_options), dtype=np.int64)
     if len(chosen) == 0:
         raise PcalError(f"budget of {budget_points:,} points is smaller than every available {config['unit']}")
     queries = [

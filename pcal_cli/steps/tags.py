@@ -15,16 +15,8 @@ import numpy as np
 from pcal_cli.data.ply import read_ply
 from pcal_cli.errors import PcalError
 from pcal_cli.project import Project
-from pcal_cli.rounds import TAGS_FILE, LabelCommit, commit_labels, read_json
-from pcal_cli.weak.tags import read_tags_file, tags_from_json, tags_from_labels, tags_to_json
-
-
-def load_tags(project: Project, round_index: int) -> dict[str, np.ndarray]:
-    """``{scene: [C] bool}`` known in a round (empty when the round has no tags)."""
-    path = project.round_dir(round_index) / TAGS_FILE
-    if not path.is_file():
-        return {}
-    return tags_from_json(read_json(path, "tags"), project.config.classes, source=str(path))
+from pcal_cli.rounds import TAGS_FILE, LabelCommit, commit_labels, load_tags, read_json  # noqa: F401
+from pcal_cli.weak.tags import read_tags_file, tags_from_labels, tags_to_json
 
 
 def commit_tags(project: Project, tags: dict[str, np.ndarray], source: str) -> LabelCommit:

@@ -52,7 +52,7 @@ def run_wsegpc(project: Project, round_index: int, options: TrainOptions, *, say
                on_step: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
     """Stages 1-3 on round ``round_index``'s tags; returns stage 3's metrics (if evaluated)."""
     from pcal_cli.evaluation.evaluate import METRICS_FILE, evaluate
-    from pcal_cli.steps.round import evaluation_split
+    from pcal_cli.steps.engine import evaluation_split
 
     if not load_tags(project, round_index):
         raise PcalError(f"round {round_index} has no scene tags ('pcal label --oracle --unit tags' or "
@@ -83,6 +83,31 @@ def run_wsegpc(project: Project, round_index: int, options: TrainOptions, *, say
     metrics = evaluate(project, round_index, split, device=options.device, folder=base / "stage3")
     say(f"wsegpc: stage 3 mIoU {100 * (metrics['miou'] or 0):.1f} on {split}")
     return metrics
+
+
+def run_method(project: Project, options: TrainOptions, *, say: Say = lambda text: None,
+               on_step: Callable[[int, int, float], None] | None = None) -> int:
+    """The ``wsegpc`` method's loop (its ``runner``): the oracle tags the training scenes when the
+    project has no round yet, then stages 1-3 run on the latest round; returns that round."""
+    from pcal_cli.rounds import latest_round
+    from pcal_cli.steps.tags import oracle_tags
+
+    if options.image_features is not None:  # before the oracle's tags round is written
+        check_image_features(project, options.image_features)
+    if not project.rounds():
+        commit = oracle_tags(project)
+        say(f"round {commit.round}: the oracle tagged {len(project.scenes('train'))} scene(s)")
+    run_wsegpc(project, latest_round(project), options, say=say, on_step=on_step)
+    return latest_round(project)
+
+
+def latest_model(project: Project) -> Path:
+    """The network WSegPC trained last (stage 3, else stage 2), for ``--init wsegpc``."""
+    for stage in ("stage3", "stage2"):
+        found = sorted((project.root / WSEGPC_DIR).glob(f"r*/{stage}/{MODEL_FILE}"))
+        if found:
+            return found[-1]
+    raise PcalError(f"{project.root}: --init wsegpc needs a WSegPC model: run 'pcal round --method wsegpc' first")
 
 
 def check_image_features(project: Project, folder: str | Path, names: list[str] | None = None) -> None:

@@ -203,7 +203,7 @@ def load_training_scenes(project: Project, round_index: int | None) -> SceneList
 
 def load_tagged_scenes(project: Project, round_index: int | None) -> SceneList:
     """Training scenes with the round's tags and labels: ``(scene, labels, tags [C])`` (WSegPC)."""
-    from pcal_cli.steps.tags import load_tags
+    from pcal_cli.rounds import load_tags
 
     if round_index is None:
         raise PcalError("--recipe scene-tags trains on a round's tags, not with --full")

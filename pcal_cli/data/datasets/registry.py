@@ -1,4 +1,5 @@
-"""Dataset importers by name: ``DATASETS[name](raw, **options) -> RawDataset``."""
+"""Dataset importers by name: ``get_dataset(name)(raw, **options) -> RawDataset`` (built in, or
+from an installed plugin: entry point group ``pcal.datasets``)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,17 @@ DATASETS: dict[str, Callable[..., RawDataset]] = {
     "sensaturban": open_sensaturban,
     "folder": open_folder,
 }
+
+
+def _check_dataset(name: str, entry: object) -> Callable[..., RawDataset]:
+    if not callable(entry):
+        raise TypeError(f"expected an importer open(raw, **options) -> RawDataset, got {type(entry).__name__}")
+    return entry
+
+
+def all_datasets() -> dict[str, Callable[..., RawDataset]]:
+    """The built-in importers and those of installed plugins."""
+    from pcal_cli.plugins import load_plugins
+
+    load_plugins("datasets", DATASETS, _check_dataset)
+    return DATASETS

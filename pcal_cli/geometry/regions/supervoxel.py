@@ -1,17 +1,14 @@
-"""Labelling units: supervoxels, fixed grid cells and k-means chunks.
+"""VCCS-like supervoxels: the ``supervoxel`` region builder and its indoor / outdoor presets.
 
-Every builder takes point coordinates ``(N, 3)`` and returns one int32 region id per point,
-contiguous ``0..R-1`` (``build_regions("none", ...)`` returns ``-1`` everywhere). Builders are
-deterministic: same input (and seed), same ids, bit for bit. See ``docs/regions.md``.
-
-Supervoxels work on voxels, not points, and map back through the voxel index, so a scene of
-millions of points costs the same as its (much smaller) set of occupied voxels.
+Voxelise, seed on a coarser grid, run a local k-means over voxels on position, colour and
+normal, split clusters into connected parts and merge the small ones (see :func:`supervoxels`
+and ``docs/regions.md``). Supervoxels work on voxels, not points, and map back through the voxel
+index, so a scene of millions of points costs the same as its (much smaller) set of occupied
+voxels.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +19,7 @@ from scipy.spatial import cKDTree
 from pcal_cli.errors import PcalError
 from pcal_cli.geometry.grid import as_points, cell_means, check_size, group_by_cell, linear_keys
 from pcal_cli.geometry.neighbours import estimate_normals, query_workers
+from pcal_cli.geometry.regions.ids import check_int, contiguous
 
 INDOOR: dict[str, float] = {"seed_resolution": 1.0, "voxel_resolution": 0.1}
 OUTDOOR: dict[str, float] = {"seed_resolution": 10.0, "voxel_resolution": 0.5}
@@ -35,7 +33,6 @@ NORMAL_NEIGHBOURS = 10  # voxel normals: covariance of the 10 nearest voxel cent
 VOXEL_CHUNK = 100_000  # voxels per batch in the assignment step (bounds memory)
 CANDIDATE_CACHE = 40_000_000  # candidate lists up to this many entries (160 MB) are kept, not re-queried
 CONVERGED = 0.001  # k-means stops once at most this fraction of voxels changes centre
-KMEANS_SAMPLE = 100_000  # kmeans_chunks fits on at most this many points
 
 
 def supervoxel_preset(name: str) -> dict[str, float]:
@@ -45,10 +42,6 @@ def supervoxel_preset(name: str) -> dict[str, float]:
     except KeyError:
         known = ", ".join(SUPERVOXEL_PRESETS)
         raise PcalError(f"unknown supervoxel preset '{name}' (known: {known})") from None
-
-
-# --------------------------------------------------------------------------------------------
-# supervoxels
 
 
 def supervoxels(
@@ -93,8 +86,8 @@ def supervoxels(
     voxel_res = check_size(voxel_resolution, "voxel_resolution")
     if voxel_res > seed_res:
         raise PcalError(f"voxel_resolution ({voxel_res}) must not exceed seed_resolution ({seed_res})")
-    min_size = _check_int(min_size, "min_size", 0)
-    iterations = _check_int(iterations, "iterations", 1)
+    min_size = check_int(min_size, "min_size", 0)
+    iterations = check_int(iterations, "iterations", 1)
     w_s, w_c, w_n = (_check_weight(w, name) for w, name in (
         (spatial_weight, "spatial_weight"), (color_weight, "color_weight"), (normal_weight, "normal_weight")))
     n = len(xyz)
@@ -120,7 +113,7 @@ def supervoxels(
     label = _split_disconnected(label, edges)
     label = _merge_small(label, counts, edges, position, color, normal, (w_s, w_c, w_n), seed_res,
                          min_size)
-    return _contiguous(label)[inverse].astype(np.int32)
+    return contiguous(label)[inverse].astype(np.int32)
 
 
 def _seed_voxels(position: np.ndarray, origin: np.ndarray, seed_res: float) -> np.ndarray:
@@ -280,7 +273,7 @@ def _merge_small(label: np.ndarray, counts: np.ndarray, edges: np.ndarray, posit
     picks always exist: every round merges something, and small regions never snowball into one.
     """
     w_s, w_c, w_n = weights
-    label = _contiguous(label)
+    label = contiguous(label)
     tree = None
     while True:
         r = int(label.max()) + 1
@@ -427,146 +420,6 @@ def _unit_colors(rgb: np.ndarray, n: int) -> np.ndarray:
         raise PcalError(f"colours have shape {rgb.shape}, expected ({n}, 3)")
     scale = 255.0 if (np.issubdtype(rgb.dtype, np.integer) or (n and float(rgb.max()) > 1.0)) else 1.0
     return rgb.astype(np.float64) / scale
-
-
-def _contiguous(label: np.ndarray) -> np.ndarray:
-    """Ids renumbered ``0..R-1``, keeping their order."""
-    _, out = np.unique(label, return_inverse=True)
-    return out.reshape(-1).astype(np.int64)
-
-
-# --------------------------------------------------------------------------------------------
-# grid cells and k-means chunks
-
-
-def grid_cells(xyz: np.ndarray, cell: float = 0.25, max_points: int | None = None) -> np.ndarray:
-    """Fixed 3D grid cells: cubes of ``cell`` metres anchored at the cloud's minimum corner.
-
-    Ids follow the cells' integer coordinates ``floor((p - min) / cell)`` in lexicographic
-    (x, y, z) order. With ``max_points``, a cell holding more points is split octree-style into
-    its 8 half-size children, recursively, until every part holds at most ``max_points`` points
-    (coincident points that no split separates are cut in input order); the parts keep the
-    order of their parent and then of their child coordinates.
-    """
-    xyz = as_points(xyz)
-    cell = check_size(cell, "cell")
-    if len(xyz) == 0:
-        return np.zeros(0, dtype=np.int32)
-    _, label, counts = group_by_cell(xyz, cell)
-    if max_points is None:
-        return label.astype(np.int32)
-    cap = _check_int(max_points, "max_points", 1)
-    origin = xyz.min(axis=0).astype(np.float64)
-    for level in range(1, _MAX_SPLIT_LEVEL + 2):
-        big = (counts > cap)[label]
-        if not big.any():
-            break
-        key = label.astype(np.int64) * 8
-        if level <= _MAX_SPLIT_LEVEL:  # the child octant of each point of an oversized part
-            child = np.floor((xyz[big] - origin) / (cell / 2.0**level)).astype(np.int64) & 1
-            key[big] += child[:, 0] * 4 + child[:, 1] * 2 + child[:, 2]
-        else:  # coincident points: cut each oversized part in runs of `cap` in input order
-            key = label.astype(np.int64) * (len(xyz) + 1)
-            key[big] += _rank_within(label)[big] // cap
-        label = _contiguous(key)
-        counts = np.bincount(label)
-    return label.astype(np.int32)
-
-
-_MAX_SPLIT_LEVEL = 24  # cell / 2**24 is below float32 resolution: further splits cannot separate
-
-
-def _rank_within(label: np.ndarray) -> np.ndarray:
-    """Position of each element among the elements with the same label, in input order."""
-    order = np.argsort(label, kind="stable")
-    sorted_label = label[order]
-    starts = np.flatnonzero(np.r_[True, sorted_label[1:] != sorted_label[:-1]])
-    run_start = np.repeat(starts, np.diff(np.r_[starts, len(label)]))
-    rank = np.empty(len(label), dtype=np.int64)
-    rank[order] = np.arange(len(label)) - run_start
-    return rank
-
-
-def kmeans_chunks(xyz: np.ndarray, chunks: int = 20, seed: int = 0) -> np.ndarray:
-    """Spatial k-means chunks: ``chunks`` clusters of the coordinates (fewer if there are fewer
-    distinct points).
-
-    scikit-learn's ``KMeans`` (``n_init=3``, ``random_state=seed``, one thread so results do not
-    depend on the core count) is fitted on all points, or on a seeded random subsample of 100,000
-    points for larger scenes; every point then joins its nearest centre. Ids are contiguous and
-    ordered by the centres' positions (x, then y, then z).
-    """
-    from sklearn.cluster import KMeans
-    from threadpoolctl import threadpool_limits
-
-    xyz = as_points(xyz)
-    chunks = _check_int(chunks, "chunks", 1)
-    seed = _check_int(seed, "seed", 0)
-    n = len(xyz)
-    if n == 0:
-        return np.zeros(0, dtype=np.int32)
-    fit = xyz
-    if n > KMEANS_SAMPLE:
-        pick = np.random.default_rng(seed).choice(n, KMEANS_SAMPLE, replace=False)
-        fit = xyz[np.sort(pick)]
-    fit = fit.astype(np.float64)
-    k = min(chunks, len(np.unique(fit, axis=0)))
-    with threadpool_limits(limits=1):  # one thread: the same sums in the same order on any machine
-        model = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(fit)
-    centres = model.cluster_centers_
-    rank = np.empty(k, dtype=np.int64)
-    rank[np.lexsort(centres.T[::-1])] = np.arange(k)
-    _, nearest = cKDTree(centres).query(xyz, k=1, workers=query_workers(n))
-    return _contiguous(rank[nearest]).astype(np.int32)
-
-
-# --------------------------------------------------------------------------------------------
-# registry
-
-
-def _no_regions(xyz: np.ndarray) -> np.ndarray:
-    """No labelling units: every point gets ``-1``."""
-    return np.full(len(as_points(xyz)), -1, dtype=np.int32)
-
-
-REGION_BUILDERS: dict[str, Callable[..., np.ndarray]] = {
-    "supervoxel": supervoxels,
-    "cells": grid_cells,
-    "kmeans": kmeans_chunks,
-    "none": _no_regions,
-}
-
-
-def build_regions(kind: str, xyz: np.ndarray, rgb: np.ndarray | None = None, *, seed: int = 0,
-                  **params: Any) -> np.ndarray:
-    """Region ids (int32 per point) from the builder named ``kind`` with its keyword ``params``.
-
-    ``rgb`` is used by ``supervoxel`` only and ``seed`` by ``kmeans`` only; unknown kinds and
-    unknown parameters raise :class:`PcalError`.
-    """
-    try:
-        builder = REGION_BUILDERS[kind]
-    except (KeyError, TypeError):
-        raise PcalError(f"unknown region kind '{kind}' (known: {', '.join(REGION_BUILDERS)})") from None
-    accepted = set(inspect.signature(builder).parameters) - {"xyz", "rgb", "seed"}
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        known = ", ".join(sorted(accepted)) or "none"
-        raise PcalError(f"unknown option '{unknown[0]}' for regions '{kind}' (known: {known})")
-    if kind == "supervoxel":
-        return builder(xyz, rgb, **params)
-    if kind == "kmeans":
-        return builder(xyz, seed=seed, **params)
-    return builder(xyz, **params)
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    """``value`` as an int >= ``minimum`` (integral floats such as 100.0 from a config accepted)."""
-    integral = isinstance(value, (int, np.integer)) or (
-        isinstance(value, (float, np.floating)) and float(value).is_integer())
-    if isinstance(value, bool) or not integral or value < minimum:
-        raise PcalError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_weight(value: Any, name: str) -> float:

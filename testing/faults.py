@@ -22,6 +22,11 @@ Library use::
 
 ``benchmarks/fault_injection.py`` runs every step from the command line; a small sample runs in
 the test suite (``tests/test_fault_injection.py``).
+
+This is a test helper, not part of the ``pcal`` wheel (``testing/`` is not in pyproject's package
+list): import it as ``testing.faults`` with the repository root on ``sys.path`` (pytest's
+``pythonpath``; the benchmark inserts it). The commands it runs are ``python -m pcal_cli`` with
+this interpreter, so ``pcal_cli`` must be importable there (an installed or editable ``pcal``).
 """
 
 from __future__ import annotations
