@@ -55,6 +55,9 @@ def compare_command(
     full_steps: Annotated[Optional[int], typer.Option(help="Training steps of the full-supervision reference "
                                                       "(default: the profile's full_steps, else twice --steps).",
                                                       show_default=False)] = None,
+    reference_seeds: Annotated[Optional[int], typer.Option(help="Train the full-supervision reference for the "
+                                                           "first N seeds only (the later seeds' ratios use seed "
+                                                           "0's; default: every seed).", show_default=False)] = None,
     convergence_check: Annotated[bool, typer.Option("--convergence-check", help="Also train seed 0's reference "
                                                     "with twice --full-steps and report the change in mIoU "
                                                     "(under a point: the schedule converged).")] = False,
@@ -97,7 +100,8 @@ def compare_command(
     settings = CompareSettings(methods=names, seeds=seeds, rounds=rounds, budget=budget, seed_method=seed_method,
                                seed_unit=seed_unit, seed_budget=seed_budget, full_reference=full_reference,
                                full_steps=full_steps, warm_start=warm_start, train=train_options, name=name,
-                               workers=workers, convergence_check=convergence_check)
+                               workers=workers, convergence_check=convergence_check,
+                               reference_seeds=reference_seeds)
     with proj.lock("compare"), progress_bar() as progress:
         runs = progress.add_task("Runs", total=None, item="")
         step = progress.add_task("Training", total=None, item="")

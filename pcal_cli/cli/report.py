@@ -251,7 +251,9 @@ def _report_many(paths: list[Path], split: str, out_dir: Path) -> None:
             partial = f" ({point.runs}/{len(members)})" if point.runs < len(members) else ""
             reference = full_reference(members)
             ratio = "" if not reference else f" ({point.miou_mean / reference:.2f}×)"
-            ahead = None if baseline in (None, method) else ahead_of_random(point, curves[baseline].get(index))
+            base = None if baseline in (None, method) else curves[baseline].get(index)
+            same = base is not None and (point.miou_mean, point.miou_std) == (base.miou_mean, base.miou_std)
+            ahead = None if base is None or same else ahead_of_random(point, base)  # same: the shared round 0
             mark = " ≈" if ahead is False else ""
             cells.append(f"{100 * point.miou_mean:.1f} ± {100 * point.miou_std:.1f} "
                          f"@ {point.labelled_percent:.2f}%{ratio}{partial}{mark}")

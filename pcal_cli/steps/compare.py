@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -77,6 +78,7 @@ class CompareSettings:
     name: str = COMPARE_DIR  # the comparison's folder under the project
     workers: int = 1  # processes training side by side (not part of the results)
     convergence_check: bool = False  # also train seed 0's reference with twice full_steps
+    reference_seeds: int | None = None  # references trained (seeds 0..n-1; None: one per seed); later seeds use seed 0's
 
     @property
     def reference_steps(self) -> int:
@@ -89,6 +91,7 @@ class CompareSettings:
         data.pop("workers", None)
         data.pop("name", None)
         data.pop("convergence_check", None)
+        data.pop("reference_seeds", None)
         return json.loads(json.dumps(data))
 
 
@@ -153,16 +156,12 @@ def compare(project: Project, settings: CompareSettings, *, say: Say = lambda te
     for seed in range(settings.seeds):
         if shared:
             _shared_seed(project, settings, seed)  # cheap and sequential: the draws never race
-    jobs: list[tuple[str, str | None, int]] = []
-    for seed in range(settings.seeds):
-        if shared:
-            jobs.append(("round0", None, seed))
-        if settings.full_reference:
-            jobs.append(("reference", None, seed))
+    first: list[tuple[str, str | None, int]] = [("round0", None, seed) for seed in range(settings.seeds) if shared]
+    references = [("reference", None, seed) for seed in range(_reference_seeds(settings)) if settings.full_reference]
     if settings.full_reference and settings.convergence_check:
-        jobs.append(("doubled", None, 0))
+        references.append(("doubled", None, 0))
     runs = [("run", method, seed) for seed in range(settings.seeds) for method in settings.methods]
-    total = len(jobs) + len(runs)
+    total = len(first) + len(references) + len(runs)
     done = 0
 
     def finished(job: tuple[str, str | None, int]) -> None:
@@ -173,13 +172,17 @@ def compare(project: Project, settings: CompareSettings, *, say: Say = lambda te
             on_run(done, total, {"round0": f"round 0 s{seed}", "reference": f"full reference s{seed}",
                                  "doubled": "convergence check"}.get(kind, f"{method} s{seed}"))
 
-    for phase in (jobs, runs):  # every run of a seed starts from its round 0
+    # every run of a seed starts from its round 0; the references train beside the runs
+    for phase in (first, references + runs):
         if settings.workers > 1 and len(phase) > 1:
             _in_processes(project, settings, phase, say, finished)
         else:
             for job in phase:
                 _job(project, settings, job, say, on_step)
                 finished(job)
+    if settings.full_reference:
+        for _, method, seed in runs:
+            _share_reference(project, settings, method, seed)
     if settings.full_reference and settings.convergence_check:
         check = convergence(project, settings)
         say(f"convergence check: full supervision {100 * check['miou']:.1f} at {check['steps']} steps, "
@@ -216,14 +219,18 @@ def _job(project: Project, settings: CompareSettings, job: tuple[str, str | None
         _method_run(project, settings, method, seed, say, on_step)
 
 
-def _job_in_process(root: str, settings: CompareSettings, job: tuple[str, str | None, int], threads: int) -> list[str]:
-    """:func:`_job` in a worker process, with ``threads`` torch threads; returns what it said."""
+def _job_in_process(root: str, settings: CompareSettings, job: tuple[str, str | None, int],
+                    threads: int) -> tuple[list[str], list[str]]:
+    """:func:`_job` in a worker process, with ``threads`` torch threads; returns what it said and
+    the warnings it raised (the parent shows both, as one line each)."""
     import torch
 
     torch.set_num_threads(threads)
     said: list[str] = []
-    _job(Project.open(root), settings, job, said.append)
-    return said
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _job(Project.open(root), settings, job, said.append)
+    return said, list(dict.fromkeys(str(w.message) for w in caught))
 
 
 def _in_processes(project: Project, settings: CompareSettings, jobs: list, say: Say, finished) -> None:
@@ -235,8 +242,11 @@ def _in_processes(project: Project, settings: CompareSettings, jobs: list, say: 
     with ProcessPoolExecutor(max_workers=settings.workers, mp_context=context) as pool:
         futures = {pool.submit(_job_in_process, str(project.root), settings, job, threads): job for job in jobs}
         for future in as_completed(futures):
-            for text in future.result():  # a worker's PcalError is raised here, in the parent
+            said, raised = future.result()  # a worker's PcalError is raised here, in the parent
+            for text in said:
                 say(text)
+            for message in raised:
+                warnings.warn(message, stacklevel=2)
             finished(futures[future])
 
 
@@ -254,13 +264,22 @@ def _method_run(project: Project, settings: CompareSettings, method: str, seed: 
         run_rounds(run, method, rounds=settings.rounds, budget=settings.budget,
                    options=replace(settings.train, seed=seed, warm_start=settings.warm_start),
                    say=lambda text: say(f"{method} s{seed}: {text}"), on_step=on_step)
-    if settings.full_reference:
-        options = reference_options(settings.train, settings.reference_steps, seed)
-        source = reference_folder(project, options) / FULL_DIR / METRICS_FILE
-        if source.is_file():
-            (path / FULL_DIR).mkdir(exist_ok=True)
-            write_text(path / FULL_DIR / METRICS_FILE, source.read_text())
     write_json(path / RUN_FILE, {"method": method, "seed": seed, "rounds": settings.rounds})
+
+
+def _reference_seeds(settings: CompareSettings) -> int:
+    return settings.seeds if settings.reference_seeds is None else min(settings.reference_seeds, settings.seeds)
+
+
+def _share_reference(project: Project, settings: CompareSettings, method: str, seed: int) -> None:
+    """A run's ``full/metrics.json``: its seed's reference (seed 0's beyond ``reference_seeds``)."""
+    own = seed if seed < _reference_seeds(settings) else 0
+    source = reference_folder(project, reference_options(settings.train, settings.reference_steps, own))
+    source = source / FULL_DIR / METRICS_FILE
+    target = run_folder(project, method, seed, settings.name) / FULL_DIR / METRICS_FILE
+    if source.is_file() and (not target.is_file() or target.read_text() != source.read_text()):
+        target.parent.mkdir(exist_ok=True)
+        write_text(target, source.read_text())
 
 
 def _check(project: Project, settings: CompareSettings) -> None:
@@ -292,6 +311,8 @@ def _check(project: Project, settings: CompareSettings) -> None:
         raise PcalError("--full-steps must be at least 1")
     if settings.workers < 1:
         raise PcalError("--workers must be at least 1")
+    if settings.reference_seeds is not None and settings.reference_seeds < 1:
+        raise PcalError("--reference-seeds must be at least 1")
     if not settings.name or settings.name.startswith((".", "_")) or "/" in settings.name or \
             settings.name in ("scenes", "rounds", REFERENCES_DIR, FULL_DIR, CACHE_DIR):
         raise PcalError(f"--name '{settings.name}': give a plain folder name for the comparison")

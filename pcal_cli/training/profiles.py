@@ -51,8 +51,8 @@ PROFILES: dict[str, TrainingProfile] = {
                          "batch_size": 2, "max_points": 200_000}),
         TrainingProfile("demo", 0.05, "the quick start's demo: rooms of a few thousand points and a short "
                         "schedule that fit a comparison in about 3 minutes on 2 CPU cores",
-                        {"cr": 0.25, "steps": 300, "finetune_steps": 80, "full_steps": 600, "lr": 0.01,
-                         "batch_size": 2, "max_points": 200_000}),
+                        {"cr": 0.25, "steps": 150, "finetune_steps": 50, "full_steps": 300, "lr": 0.01,
+                         "batch_size": 4, "max_points": 200_000}),
         TrainingProfile("indoor", 0.05, "indoor scans (S3DIS, ScanNet, indoor folders): 5 cm voxels on a CPU",
                         {"cr": 0.25, "steps": 1200, "finetune_steps": 300, "full_steps": 4000, "lr": 0.01,
                          "batch_size": 2, "max_points": 100_000}),
