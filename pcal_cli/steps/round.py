@@ -118,10 +118,14 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
     if not project.rounds():
         chosen_seed = seed_method or preset.seed_method
         unit_of_seed = seed_unit(chosen_seed, preset.seed_unit)
+        preset_budget = seed_budget is None  # the method's default: at least one unit on a small project
         seed_budget = seed_budget or preset.initial_budget(indoor)
         commit = seed_round(project, chosen_seed, unit_of_seed, seed_budget, seed=options.seed,
-                            cell=cell, options={"device": options.device})
+                            cell=cell, options={"device": options.device, "at_least_one": preset_budget})
         say(f"round 0: seeded {commit.points:,} points ({chosen_seed} {unit_of_seed}s, {seed_budget})")
+        if preset_budget and _over_budget(project, seed_budget, commit.points):
+            say(f"round 0: {seed_budget} buys no whole {unit_of_seed} of this project; one was taken instead "
+                "(--seed-budget sets it)")
     settings = ScoreSettings(scorer=preset.scorer, unit=unit or preset.unit, cell=cell,
                              aggregate=preset.aggregate, seed=options.seed,
                              features=get_selector(preset.selector).needs_features, keep=preset.keep,
@@ -150,6 +154,14 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
         train_and_evaluate(project, current, options, say, on_step)
     write_json(project.root / PLAN_FILE, {**read_json(project.root / PLAN_FILE, "round plan"), "done": True})
     return current
+
+
+def _over_budget(project: Project, budget: str, points: int) -> bool:
+    from pcal_cli.selection.budget import parse_budget
+    from pcal_cli.steps.pool import training_points
+
+    parsed = parse_budget(budget)
+    return parsed.kind != "per_scene" and points > parsed.points(training_points(project))
 
 
 def round_plan(project: Project, method: str, rounds: int, budget: str, unit: str) -> tuple[int, int]:

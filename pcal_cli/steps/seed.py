@@ -35,11 +35,13 @@ def _scores(rng: np.random.Generator, n: int):
 
 
 def random_seed_units(project: Project, unit: str, budget_text: str, seed: int,
-                      cell: float = DEFAULT_CELL) -> dict[str, np.ndarray]:
-    """Random units of the training split under the budget: scene -> selected unit ids."""
+                      cell: float = DEFAULT_CELL, at_least_one: bool = False) -> dict[str, np.ndarray]:
+    """Random units of the training split under the budget: scene -> selected unit ids. With
+    ``at_least_one`` a budget smaller than every unit takes one random unit instead of failing
+    (a method's default seed budget on a project smaller than it was meant for)."""
     if unit == "point":
         return random_seed_points(project, budget_text, seed)
-    return random_seed_table(project, unit, budget_text, seed, cell)
+    return random_seed_table(project, unit, budget_text, seed, cell, at_least_one=at_least_one)
 
 
 def random_seed_points(project: Project, budget_text: str, seed: int) -> dict[str, np.ndarray]:
@@ -98,7 +100,7 @@ def random_seed_points(project: Project, budget_text: str, seed: int) -> dict[st
 
 
 def random_seed_table(project: Project, unit: str, budget_text: str, seed: int,
-                      cell: float = DEFAULT_CELL) -> dict[str, np.ndarray]:
+                      cell: float = DEFAULT_CELL, at_least_one: bool = False) -> dict[str, np.ndarray]:
     """Random units from a table of every unit of the split: one random score per unit, in scene
     order; a global budget takes the highest scores that fit (ties by unit order)."""
     budget = parse_budget(budget_text)
@@ -124,8 +126,13 @@ def random_seed_table(project: Project, unit: str, budget_text: str, seed: int,
         if points > cost.sum():
             raise PcalError(f"budget of {points:,} points exceeds the {int(cost.sum()):,} training points")
         chosen = select_topk(scores, cost, points)
+        if len(chosen) == 0 and at_least_one:
+            chosen = np.argsort(-scores, kind="stable")[:1]  # the first unit in the random order
         if len(chosen) == 0:
-            raise PcalError(f"budget of {points:,} points is smaller than the smallest {unit}")
+            smallest = 100.0 * int(cost[cost > 0].min()) / max(int(cost.sum()), 1)
+            raise PcalError(f"budget of {points:,} points is smaller than the smallest {unit} ({smallest:.2g}% of the "
+                            f"training points): give a budget of at least that (--seed-budget in pcal round) or a "
+                            "smaller unit")
     picked: dict[str, np.ndarray] = {}
     for index in np.unique(scene_of[chosen]):
         picked[names[index]] = np.sort(unit_of[chosen][scene_of[chosen] == index])
@@ -182,7 +189,7 @@ class SeedSpec:
 
 
 SEEDS: dict[str, SeedSpec] = {spec.name: spec for spec in (
-    SeedSpec("random", random_seed_units, description="units drawn at random"),
+    SeedSpec("random", random_seed_units, options=("at_least_one",), description="units drawn at random"),
     SeedSpec("seedal", seedal_units, unit="scene", options=("device", "features", "solver", "time_limit", "top_pairs",
                                                              "on_scene"),
              description="SeedAL: diverse whole scenes (a MILP over scene-pair diversity)"),
