@@ -27,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, help="results JSON (default: benchmarks/results/<profile>.json)")
     parser.add_argument("--seeds", type=int, help="seeds per method (default: the profile's)")
     parser.add_argument("--tracks", help="comma list of the profile's tracks to run (default: all)")
+    parser.add_argument("--methods", help="comma list: run only these of each track's methods (default: all)")
     parser.add_argument("--workers", type=int, default=max(1, len(_cpus())), help="trainings side by side")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--render-docs", action="store_true", help="rewrite the tables in docs/benchmarks.md from "
@@ -155,6 +156,8 @@ def run_profile(profile: Profile, out: Path, data: Path, results: Path, args: ar
         _prepare(profile, out, project, data)
     seeds = args.seeds or profile.seeds
     wanted = set(args.tracks.split(",")) if args.tracks else None
+    if args.methods:
+        profile = only_methods(profile, args.methods.split(","))
     timings = {}
     for index, track in enumerate(profile.tracks):
         if wanted is not None and track.name not in wanted:
@@ -179,6 +182,12 @@ def run_profile(profile: Profile, out: Path, data: Path, results: Path, args: ar
     temporary.write_text(json.dumps(record, indent=1) + "\n")
     os.replace(temporary, results)
     print(f"wrote {results} ({record['wall_seconds']:.0f} s)")
+
+
+def only_methods(profile: Profile, methods: list[str]) -> Profile:
+    """The profile with each track cut to ``methods`` (tracks left with none are dropped)."""
+    tracks = [replace(t, methods=tuple(m for m in t.methods if m in methods)) for t in profile.tracks]
+    return replace(profile, tracks=tuple(t for t in tracks if t.methods))
 
 
 def _prepare(profile: Profile, out: Path, project: Path, data: Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from pcal_cli.data.scene import Scene
-from pcal_cli.geometry.grid import linear_keys
+from pcal_cli.geometry.voxels import voxel_grid
 from pcal_cli.sparse import SparseTensor
 
 
@@ -80,16 +80,14 @@ def voxelize(xyz: np.ndarray, feats: np.ndarray, labels: np.ndarray, voxel_size:
              num_classes: int) -> Voxelized:
     """Quantise points to voxels; a voxel's features are its first point's, its label the
     majority of its points' *known* labels (-1 when none is known; ties go to the lower id)."""
-    cells = np.floor(xyz / voxel_size).astype(np.int64)
-    cells -= cells.min(axis=0, initial=0) if len(cells) else 0
-    _, first, inverse = np.unique(linear_keys(cells), return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    cells, first, inverse = voxel_grid(xyz, voxel_size)
+    cells -= np.minimum(cells.min(axis=0), 0) if len(cells) else 0  # negative cells shifted to 0
     voxels = len(first)
     known = labels >= 0
     votes = np.bincount(inverse[known] * num_classes + labels[known].astype(np.int64),
                         minlength=voxels * num_classes).reshape(voxels, num_classes)
     voxel_labels = np.where(votes.max(axis=1) > 0, votes.argmax(axis=1), -1)
-    return Voxelized(coords=cells[first].astype(np.int32), feats=feats[first].astype(np.float32),
+    return Voxelized(coords=cells.astype(np.int32), feats=feats[first].astype(np.float32),
                      labels=voxel_labels.astype(np.int64), inverse=inverse.astype(np.int64))
 
 

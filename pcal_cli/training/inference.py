@@ -22,13 +22,12 @@ import numpy as np
 import torch
 
 from pcal_cli.data.scene import Scene
-from pcal_cli.geometry.grid import linear_keys
 from pcal_cli.sparse import SparseTensor
+from pcal_cli.geometry.voxels import voxel_grid
 from pcal_cli.training.data import Voxelized, collate, point_features
 
 MAX_VOXELS = 1_000_000  # default: a scene with more voxels is run tile by tile
 MARGIN_VOXELS = 32  # default context around a tile (1.6 m at 5 cm voxels)
-_KEY_LIMIT = 2**62
 
 
 @dataclass(frozen=True)
@@ -62,27 +61,15 @@ def scene_voxels(scene: Scene, channels: list[str], voxel_size: float) -> Voxeli
     (same voxels, order, coordinates and features; labels all -1), but built one coordinate
     column at a time and with the input features of each voxel's first point only."""
     xyz = scene.xyz
-    n = len(xyz)
-    if n == 0:
+    if len(xyz) == 0:
         return Voxelized(np.zeros((0, 3), np.int32), np.zeros((0, 3), np.float32), np.zeros(0, np.int64),
                          np.zeros(0, np.int64))
-    low = np.floor(xyz.min(axis=0) / voxel_size).astype(np.int64)  # = min of the cells (floor is monotonic)
-    high = np.floor(xyz.max(axis=0) / voxel_size).astype(np.int64)
-    dims = high - low + 1
-    if float(np.prod(dims.astype(np.float64))) < _KEY_LIMIT:
-        keys = np.zeros(n, dtype=np.int64)  # x-major linear keys: lexicographic order, like linear_keys
-        for axis in range(3):
-            keys *= dims[axis]
-            keys += np.floor(xyz[:, axis] / voxel_size).astype(np.int64) - low[axis]
-    else:  # a grid too large to pack: rank the rows instead (slow, exact)
-        keys = linear_keys(np.floor(xyz / voxel_size).astype(np.int64))
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    del keys
-    coords = np.floor(xyz[first] / voxel_size).astype(np.int64) - np.minimum(low, 0)  # voxelize's shift
+    cells, first, inverse = voxel_grid(xyz, voxel_size)
+    coords = cells - np.minimum(cells.min(axis=0), 0)  # voxelize's shift
     return Voxelized(coords=coords.astype(np.int32),
                      feats=point_features(xyz, scene, channels, rows=first).astype(np.float32),
                      labels=np.full(len(first), -1, dtype=np.int64),
-                     inverse=inverse.reshape(-1).astype(np.int64, copy=False))
+                     inverse=inverse)
 
 
 def scene_inputs(scene: Scene, channels: list[str], voxel_size: float, num_classes: int,
