@@ -393,6 +393,31 @@ def render_track(name: str, track: dict[str, Any], full: float | None) -> list[s
             void = "" if point["void"] is None else f" ({100 * point['void']:.1f}% void)"
             cells.append(f"{point['added']:,.0f}{void}")
         lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    if baseline is not None and len(methods) > 1:
+        lines += ["", *paired_lines(methods, baseline)]
+    return lines
+
+
+def paired_lines(methods: dict[str, dict[str, list[dict[str, Any]]]], baseline: str) -> list[str]:
+    """Each method against the baseline on the same seed (same round 0) at the last round both
+    reached: the per-seed differences in mIoU points, which the spread over seeds hides."""
+    lines = [f"Paired with `{baseline}` (same seed, so the same round 0), last round, mIoU points:", ""]
+    for method, runs in methods.items():
+        if method == baseline:
+            continue
+        diffs = []
+        for seed, rows in sorted(runs.items()):
+            base = {row["round"]: row["miou"] for row in methods[baseline].get(seed, []) if row["miou"] is not None}
+            mine = {row["round"]: row["miou"] for row in rows if row["miou"] is not None}
+            common = sorted(set(base) & set(mine))
+            if common:
+                diffs.append((seed, common[-1], 100 * (mine[common[-1]] - base[common[-1]])))
+        if not diffs:
+            continue
+        ahead = sum(d > 0 for _, _, d in diffs)
+        each = ", ".join(f"s{seed} {d:+.1f}" for seed, _, d in diffs)
+        lines.append(f"- `{method}`: {statistics.mean(d for _, _, d in diffs):+.1f} on average, ahead on {ahead} of "
+                     f"{len(diffs)} seeds ({each}; round {diffs[0][1]})")
     return lines
 
 

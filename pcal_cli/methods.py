@@ -14,7 +14,6 @@ projects (``indoor: false`` in ``pcal.yaml``).
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -137,9 +136,7 @@ def all_methods() -> dict[str, Method]:
 
 
 def get_method(name: str) -> Method:
-    all_methods()
-    if name not in METHODS:
-        close = difflib.get_close_matches(name, list(METHODS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise PcalError(f"unknown method '{name}' (choose from {', '.join(METHODS)}){hint}")
-    return METHODS[name]
+    """The method registered as ``name`` (case-insensitive); :class:`PcalError` if unknown."""
+    from pcal_cli.plugins import lookup
+
+    return lookup("methods", METHODS, _check_method, name)

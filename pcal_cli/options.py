@@ -7,11 +7,10 @@ the closest known name suggested, and the resolved values are recorded with the 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pcal_cli.errors import PcalError
+from pcal_cli.errors import PcalError, did_you_mean
 
 
 def parse_pairs(pairs: Iterable[str]) -> dict[str, str]:
@@ -32,9 +31,7 @@ def resolve_options(defaults: Mapping[str, Any], given: Mapping[str, Any], what:
     for key, value in given.items():
         if key not in defaults:
             known = ", ".join(sorted(defaults)) or "none"
-            close = difflib.get_close_matches(key, list(defaults), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise PcalError(f"{what} has no option '{key}' (its options: {known}){hint}")
+            raise PcalError(f"{what} has no option '{key}' (its options: {known}){did_you_mean(key, defaults)}")
         resolved[key] = convert(value, defaults[key], f"{what} option '{key}'")
     return resolved
 

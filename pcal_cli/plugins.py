@@ -27,7 +27,7 @@ from collections.abc import Callable, MutableMapping
 from importlib import metadata
 from typing import Any
 
-from pcal_cli.errors import PcalError
+from pcal_cli.errors import PcalError, did_you_mean
 
 GROUPS = {"methods": "pcal.methods", "scorers": "pcal.scorers", "selectors": "pcal.selectors",
           "backbones": "pcal.backbones", "datasets": "pcal.datasets"}
@@ -67,6 +67,17 @@ def load_plugins(kind: str, registry: MutableMapping[str, Any], check: Callable[
             continue
         registry[point.name] = entry
         ORIGINS[(kind, point.name)] = origin
+
+
+def lookup(kind: str, registry: MutableMapping[str, Any], check: Callable[[str, Any], Any], name: str) -> Any:
+    """The entry of ``registry`` named ``name`` (case-insensitive), plugins loaded first; an
+    unknown name is one :class:`PcalError` listing the choices, with the closest one."""
+    load_plugins(kind, registry, check)
+    key = str(name).strip().lower()
+    if key not in registry:
+        raise PcalError(f"unknown {kind[:-1]} {name!r}; choose one of: {', '.join(sorted(registry))}"
+                        f"{did_you_mean(name, registry)}")
+    return registry[key]
 
 
 def origin(kind: str, name: str) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from pcal_cli import __version__
 from pcal_cli.atomic import TMP_SUFFIX, fsync_dir, write_text
-from pcal_cli.data.datasets.registry import all_datasets
+from pcal_cli.data.datasets.registry import all_datasets, get_dataset
 from pcal_cli.data.datasets.base import CHANNELS, SPLITS, DatasetSpec, RawScene
 from pcal_cli.data.holdout import Holdout, holdout_mask, parse_holdout
 from pcal_cli.data.ply import write_ply
@@ -87,9 +87,8 @@ def prepare_project(
     ``on_scene(done, total, name)`` is called after each scene is written.
     """
     options = options or PrepareOptions()
+    get_dataset(dataset)  # an unknown name is an error naming the choices
     datasets = all_datasets()
-    if dataset not in datasets:
-        raise PcalError(f"unknown dataset '{dataset}' (choose from {', '.join(datasets)})")
     holdout = None if options.holdout_area is None else parse_holdout(options.holdout_area)
     project_dir = Path(project_dir)
     replacing = _check_target(project_dir, options.force)

@@ -31,10 +31,8 @@ from pcal_cli.data.ply import ply_vertex_count
 from pcal_cli.errors import PcalError
 from pcal_cli.training.profiles import check_training_section
 from pcal_cli.yaml_io import load_yaml
+from pcal_cli.layout import CONFIG_NAME, LEDGER_NAME, LOCK_NAME, ROUNDS_DIR, SCENES_DIR
 
-CONFIG_NAME = "pcal.yaml"
-LEDGER_NAME = "ledger.jsonl"
-LOCK_NAME = ".pcal.lock"
 
 
 @dataclass
@@ -171,14 +169,14 @@ class Project:
 
     @property
     def rounds_dir(self) -> Path:
-        return self.root / "rounds"
+        return self.root / ROUNDS_DIR
 
     @property
     def lock_path(self) -> Path:
         return self.root / LOCK_NAME
 
     def scene_path(self, split: str, name: str) -> Path:
-        return self.root / "scenes" / split / f"{name}.ply"
+        return self.root / SCENES_DIR / split / f"{name}.ply"
 
     def round_dir(self, index: int) -> Path:
         return self.rounds_dir / f"r{index:03d}"

@@ -36,16 +36,13 @@ from pcal_cli.errors import PcalError
 from pcal_cli.label_files import (SUFFIX, UNKNOWN, VOID, LabelFileError, known_count, label_file, label_files,
                                    read_label_file, write_label_file)
 from pcal_cli.project import Project
+from pcal_cli.layout import (FULL_DIR, LABELLING_FILE, LABELS_DIR, MANIFEST_FILE, MODEL_FILE, QUERIES_FILE,  # noqa: F401
+                             ROUND_FILE, SCORES_DIR, TAGS_FILE)
 
-FULL_DIR = "full"  # the full-supervision reference: PROJ/full/model.pt
-LABELLING_FILE = "labelling.json"
-MANIFEST_FILE = "manifest.json"
 #: What a closed round's manifest covers (metrics.json is not: evaluations may be added later).
-MANIFEST_PATTERNS = ("labels/*.npz", "labels/*.npy", LABELLING_FILE, "model.pt", "queries.json", "round.json",
-                     "scores/*", "tags.json")
-QUERIES_FILE = "queries.json"
+MANIFEST_PATTERNS = (f"{LABELS_DIR}/*.npz", f"{LABELS_DIR}/*.npy", LABELLING_FILE, MODEL_FILE, QUERIES_FILE,
+                     ROUND_FILE, f"{SCORES_DIR}/*", TAGS_FILE)
 SOURCES = ("seed", "oracle", "import", "pseudo")  # pseudo: machine labels, never budget
-TAGS_FILE = "tags.json"  # scene-level class tags known in a round (WSegPC), carried forward
 
 
 def run_dir(project: Project, round_index: int | None) -> Path:
@@ -54,7 +51,7 @@ def run_dir(project: Project, round_index: int | None) -> Path:
 
 
 def labels_dir(project: Project, round_index: int) -> Path:
-    return project.round_dir(round_index) / "labels"
+    return project.round_dir(round_index) / LABELS_DIR
 
 
 def latest_round(project: Project) -> int:
@@ -249,7 +246,7 @@ def commit_labels(
     for leftover in project.rounds_dir.glob(f".r{new_round:03d}.*{TMP_SUFFIX}"):
         shutil.rmtree(leftover, ignore_errors=True)  # an interrupted attempt (callers hold the lock)
     staging = project.rounds_dir / f".r{new_round:03d}.{os.getpid()}{TMP_SUFFIX}"
-    (staging / "labels").mkdir(parents=True)
+    (staging / LABELS_DIR).mkdir(parents=True)
     try:
         added: dict[str, int] = {}
         void = 0  # asked points that turned out to have no valid class (counted in the budget)
@@ -275,7 +272,7 @@ def commit_labels(
                 added[name] = gained
             void += int((new == VOID).sum()) - (0 if old is None else int((old == VOID).sum()))
             if (new != UNKNOWN).any():
-                write_label_file(staging / "labels" / f"{name}{SUFFIX}", new)
+                write_label_file(staging / LABELS_DIR / f"{name}{SUFFIX}", new)
         record = {
             "round": new_round,
             "source": source,
@@ -287,7 +284,7 @@ def commit_labels(
         }
         record.update(details or {})
         record["checksums"] = {f"labels/{p.name}": sha256_file(p)
-                               for paths in label_files(staging / "labels").values() for p in paths}
+                               for paths in label_files(staging / LABELS_DIR).values() for p in paths}
         write_json(staging / LABELLING_FILE, record)
         for file_name, content in (extra_files or {}).items():
             write_json(staging / file_name, content)

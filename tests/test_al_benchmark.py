@@ -36,3 +36,26 @@ def test_smoke_profile_writes_the_documented_results(tmp_path):
 
     text = al_benchmark.render(record)
     assert "| round | % labelled | `random` | `margin` |" in text and "Convergence check" in text
+    assert "Paired with `random`" in text
+
+
+def test_paired_lines_compare_each_seed_with_its_own_random_run():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import al_benchmark
+
+    def rows(*mious):
+        return [{"round": r, "miou": m} for r, m in enumerate(mious)]
+
+    methods = {"random": {"0": rows(0.2, 0.3), "1": rows(0.1, 0.4)},
+               "margin": {"0": rows(0.2, 0.5), "1": rows(0.1, 0.35)}}
+    lines = al_benchmark.paired_lines(methods, "random")
+    assert lines[-1] == "- `margin`: +7.5 on average, ahead on 1 of 2 seeds (s0 +20.0, s1 -5.0; round 1)"
+
+
+def test_only_methods_cuts_tracks_and_drops_empty_ones():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import al_benchmark
+
+    profile = al_benchmark.only_methods(al_benchmark.PROFILES["synthetic"], ["random", "redal"])
+    assert [t.name for t in profile.tracks] == ["region"]
+    assert profile.tracks[0].methods == ("random", "redal")

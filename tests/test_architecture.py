@@ -62,3 +62,24 @@ def test_lower_layers_import_nothing_from_the_engine_or_the_command_line():
         if len(parts) > 1 and parts[1] in LOWER:
             up += [(name, t) for t in targets if t.split(".")[1:2] in (["steps"], ["cli"])]
     assert up == [], up
+
+
+def test_project_file_names_are_defined_in_layout_only():
+    """Every ``*_FILE``/``*_DIR``/``*_NAME`` string constant naming a project path lives in
+    pcal_cli/layout.py; other modules import it (so a rename happens in one place)."""
+    from pcal_cli import layout
+
+    names = {n for n in vars(layout) if n.isupper()}
+    values = {getattr(layout, n) for n in names}
+    elsewhere = []
+    for name, path in _modules().items():
+        if name == "pcal_cli.layout":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and (target.id in names or (
+                        target.id.endswith(("_FILE", "_DIR")) and node.value.value in values)):
+                    elsewhere.append(f"{name}.{target.id}")
+    assert elsewhere == []
+    assert len(values) == len(names)  # no two names for one path

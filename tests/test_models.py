@@ -82,7 +82,7 @@ def test_output_shapes(name: str) -> None:
 
 
 def test_unknown_model_is_a_user_error() -> None:
-    with pytest.raises(PcalError, match="unknown model 'pointnet'") as info:
+    with pytest.raises(PcalError, match="unknown backbone 'pointnet'") as info:
         build_model("pointnet", 4, 13)
     assert "\n" not in str(info.value) and "minkunet" in str(info.value)
     with pytest.raises(PcalError, match="cr"):

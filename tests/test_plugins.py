@@ -79,3 +79,24 @@ def test_a_broken_or_clashing_plugin_is_skipped_with_a_warning(plugin):
     text = " ".join(str(w.message) for w in caught)
     assert "already registered" in text and "broken" in text
     assert methods["margin"].scorer == "margin" and "broken" not in methods
+
+
+def test_every_registry_answers_an_unknown_name_the_same_way():
+    from pcal_cli.acquisition import get_scorer
+    from pcal_cli.data.datasets.registry import get_dataset
+    from pcal_cli.errors import PcalError
+    from pcal_cli.methods import get_method
+    from pcal_cli.models import build_model
+    from pcal_cli.selection import get_selector
+
+    for kind, call in (("method", lambda: get_method("marginn")), ("scorer", lambda: get_scorer("entropyy")),
+                       ("selector", lambda: get_selector("topkk")), ("dataset", lambda: get_dataset("scannett")),
+                       ("backbone", lambda: build_model("spvcnnn", 3, 2))):
+        try:
+            call()
+        except PcalError as exc:
+            text = str(exc)
+        else:
+            raise AssertionError(f"unknown {kind} accepted")
+        assert text.startswith(f"unknown {kind} ") and "choose one of: " in text and "did you mean" in text, text
+    assert get_method(" Margin ").name == "margin"

@@ -227,3 +227,12 @@ def test_diversity_overshoot_takes_the_crossing_region_only_when_asked() -> None
     assert strict.tolist() == [0, 1, 3] and costs[strict].sum() <= 100
     over = diversity_select(scores, costs, features, 100, clusters=4, decay=1.0, overshoot=True)
     assert over.tolist() == [0, 1, 2] and costs[over].sum() == 120  # crosses by part of one region
+
+
+def test_a_parsed_budget_passes_through_and_prints_canonically():
+    from pcal_cli.selection.budget import parse_budget, parse_schedule
+
+    parsed = parse_budget("3.0%")
+    assert parse_budget(parsed) is parsed
+    assert str(parsed) == "3%"
+    assert [str(b) for b in parse_schedule("0.5%, 1%,20/scene")] == ["0.5%", "1%", "20/scene"]

@@ -41,7 +41,6 @@ from pcal_cli.acquisition.mc_dropout import (
 from pcal_cli.acquisition.redal import INDOOR_WEIGHTS, OUTDOOR_WEIGHTS, information_scores
 from pcal_cli.acquisition.segment_entropy import segment_entropy
 from pcal_cli.acquisition.uncertainty import confidence, entropy, margin, random_scores
-from pcal_cli.errors import PcalError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -163,12 +162,9 @@ def all_scorers() -> dict[str, ScorerSpec]:
 
 def get_scorer(name: str) -> ScorerSpec:
     """The scorer registered as ``name`` (case-insensitive); :class:`PcalError` if unknown."""
-    all_scorers()
-    key = name.strip().lower()
-    if key not in SCORERS:
-        raise PcalError(f"unknown scorer {name!r}; choose one of: {', '.join(sorted(SCORERS))}"
-                        f"{did_you_mean(name, SCORERS)}")
-    return SCORERS[key]
+    from pcal_cli.plugins import lookup
+
+    return lookup("scorers", SCORERS, _check_scorer, name)
 
 
 __all__ = [

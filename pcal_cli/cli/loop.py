@@ -394,13 +394,13 @@ def _round_predictions(project: Project, round_index: int, device: str) -> dict:
 
     from pcal_cli.annotation.batch import batch_origin
     from pcal_cli.annotation.export import lazy_query_scenes
-    from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
+    from pcal_cli.training.checkpoint import load_model
     from pcal_cli.training.inference import predict_scene
     from pcal_cli.training.supervised import MODEL_FILE, resolve_device
 
     torch_device = resolve_device(device)
-    state = load_checkpoint(project.round_dir(round_index) / MODEL_FILE, torch_device)
-    model = model_from_checkpoint(state, torch_device)
+    model, state = load_model(project.round_dir(round_index) / MODEL_FILE, torch_device,
+                              classes=project.config.classes, channels=project.config.channels)
     ckpt = state["config"]
     return {name: predict_scene(model, asked.scene, ckpt["channels"], ckpt["voxel_size"], ckpt["num_classes"],
                                 torch_device).point_labels

@@ -112,15 +112,13 @@ def prepare(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing project that has no labelling "
                                         "rounds (labels are never deleted).")] = False,
 ) -> None:
-    from pcal_cli.data.datasets.registry import all_datasets
+    from pcal_cli.data.datasets.registry import get_dataset
     from pcal_cli.prepare import PrepareOptions, prepare_project
 
     target = project_dir(ctx, project)
     if target is None:
         raise PcalError("no project given: pass -p/--project PATH or set PCAL_PROJECT")
-    datasets = all_datasets()
-    if dataset not in datasets:
-        raise PcalError(f"unknown dataset '{dataset}' (choose from {', '.join(datasets)})")
+    get_dataset(dataset)  # an unknown name is an error naming the choices
     given = {"scenes": scenes, "points": points, "layout": layout, "test_area": test_area, "split_file": split_file,
              "frame_step": frame_step, "classes": classes, "label_field": label_field, "channels": channels,
              "ignore_ids": ignore_ids}

@@ -15,12 +15,11 @@ from pcal_cli.errors import PcalError
 from pcal_cli.evaluation.metrics import confusion_matrix, summarize
 from pcal_cli.project import Project
 from pcal_cli.rounds import labelled_counts, run_dir
-from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
+from pcal_cli.training.checkpoint import load_model
 from pcal_cli.training.inference import Tiling, predict_scene
 from pcal_cli.training.supervised import MODEL_FILE, resolve_device
+from pcal_cli.layout import METRICS_FILE, SHARDS_DIR
 
-METRICS_FILE = "metrics.json"
-SHARDS_DIR = "metrics.shards"
 
 
 def labelled_share(project: Project, round_index: int | None) -> tuple[int, int]:
@@ -53,12 +52,9 @@ def evaluate(project: Project, round_index: int | None, split: str = "test", *, 
         raise PcalError(f"{project.root}: the project has no '{split}' scenes")
     folder = folder or run_dir(project, round_index)
     torch_device = resolve_device(device)
-    state = load_checkpoint(folder / MODEL_FILE, torch_device)
-    model = model_from_checkpoint(state, torch_device)
-    ckpt = state["config"]
     config = project.config
-    if ckpt["classes"] != config.classes or ckpt["channels"] != config.channels:
-        raise PcalError(f"{folder / MODEL_FILE}: trained for other classes or input channels than this project")
+    model, state = load_model(folder / MODEL_FILE, torch_device, classes=config.classes, channels=config.channels)
+    ckpt = state["config"]
     confusion = np.zeros((config.num_classes, config.num_classes), dtype=np.int64)
     for done, name in enumerate(names, start=1):
         scene = read_ply(project.scene_path(split, name))

@@ -30,9 +30,8 @@ from pcal_cli.project import Project
 from pcal_cli.rounds import (FULL_DIR, LABELLING_FILE, QUERIES_FILE, UNKNOWN, labelled_counts, load_labels,
                              read_json, read_ledger)
 from pcal_cli.units import DEFAULT_CELL, query_mask, unit_ids
+from pcal_cli.layout import METRICS_FILE, ROUND_FILE
 
-METRICS_FILE = "metrics.json"
-ROUND_FILE = "round.json"
 
 
 @dataclass

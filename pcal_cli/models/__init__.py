@@ -34,10 +34,10 @@ def build_model(
     torch random state untouched; without it they come from the global generator
     (``torch.manual_seed``). Raises :class:`PcalError` for an unknown name or bad sizes.
     """
+    from pcal_cli.plugins import lookup
+
     key = name.strip().lower()
-    all_models()
-    if key not in MODELS:
-        raise PcalError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
+    factory = lookup("backbones", MODELS, _check_model, name)
     if in_channels < 1 or num_classes < 1:
         raise PcalError(
             f"model {key}: in_channels and num_classes must be positive, "
@@ -45,10 +45,10 @@ def build_model(
         )
     try:
         if seed is None:
-            return MODELS[key](in_channels, num_classes, cr, **kw)
+            return factory(in_channels, num_classes, cr, **kw)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return MODELS[key](in_channels, num_classes, cr, **kw)
+            return factory(in_channels, num_classes, cr, **kw)
     except ValueError as exc:
         raise PcalError(f"model {key}: {exc}") from exc
 

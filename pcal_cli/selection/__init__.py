@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from pcal_cli.errors import PcalError, did_you_mean
 from pcal_cli.selection.budget import Budget, parse_budget, split_budget
 from pcal_cli.selection.diversity import DEFAULT_DECAY, diversity_select
 from pcal_cli.jopro.select import jopro_select
@@ -144,12 +143,9 @@ def all_selectors() -> dict[str, SelectorSpec]:
 
 def get_selector(name: str) -> SelectorSpec:
     """The selector registered as ``name`` (case-insensitive); :class:`PcalError` if unknown."""
-    all_selectors()
-    key = name.strip().lower()
-    if key not in SELECTORS:
-        raise PcalError(f"unknown selector {name!r}; choose one of: {', '.join(sorted(SELECTORS))}"
-                        f"{did_you_mean(name, SELECTORS)}")
-    return SELECTORS[key]
+    from pcal_cli.plugins import lookup
+
+    return lookup("selectors", SELECTORS, _check_selector, name)
 
 
 __all__ = ["SELECTORS", "Budget", "SelectionInputs", "SelectorSpec", "diversity_select", "fds_select", "get_selector",

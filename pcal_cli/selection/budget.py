@@ -68,8 +68,11 @@ class Budget:
         return f"{self.value}/scene" if self.kind == "per_scene" else str(self.value)
 
 
-def parse_budget(text: str) -> Budget:
-    """Parse ``"3%"``, ``"20000"`` or ``"20/scene"``; :class:`PcalError` (one line) otherwise."""
+def parse_budget(text: str | Budget) -> Budget:
+    """Parse ``"3%"``, ``"20000"`` or ``"20/scene"``; :class:`PcalError` (one line) otherwise.
+    A :class:`Budget` parsed before passes through unchanged."""
+    if isinstance(text, Budget):
+        return text
     raw = str(text).strip().lower().replace("_", "")
     if len(raw) > 40:
         raise PcalError(f"cannot read budget {text[:20]!r}...: too long; {_HELP}")
@@ -97,12 +100,6 @@ def parse_schedule(text: str) -> list[Budget]:
         raise PcalError(f"cannot read budget {text!r}: {_HELP}, or several of them separated by commas "
                         "(one per round)")
     return [parse_budget(part) for part in items]
-
-
-def schedule_item(text: str, index: int) -> str:
-    """The budget of the ``index``-th round (0-based) of a schedule: its item, else the last one."""
-    items = [part.strip() for part in str(text).split(",")]
-    return items[min(index, len(items) - 1)]
 
 
 def split_budget(budget: int, weights) -> list[int]:

@@ -52,12 +52,8 @@ from pcal_cli.steps.round import PLAN_FILE, run_rounds
 from pcal_cli.steps.seed import SEEDS, seed_round, seed_unit
 from pcal_cli.training.supervised import MODEL_FILE, TrainOptions, train
 from pcal_cli.catalogue import DEFAULT_BUDGET
+from pcal_cli.layout import COMPARE_DIR, CONVERGENCE_FILE, REFERENCES_DIR, RUN_FILE, SETTINGS_FILE
 
-COMPARE_DIR = "compare"
-REFERENCES_DIR = "references"
-SETTINGS_FILE = "compare.json"
-RUN_FILE = "run.json"
-CONVERGENCE_FILE = "convergence.json"
 
 Say = Callable[[str], None]
 

@@ -33,9 +33,8 @@ from pcal_cli.project import Project
 from pcal_cli.rounds import load_labels
 from pcal_cli.steps.pool import pool_scene
 from pcal_cli.training.inference import scene_inputs
+from pcal_cli.layout import FLOW_FILE, PROTOTYPES_FILE
 
-FLOW_FILE = "flow.pt"
-PROTOTYPES_FILE = "prototypes.npz"
 CONFIDENT = 0.8
 UNCERTAIN_FRACTION = 0.2
 

@@ -17,8 +17,8 @@ from pcal_cli.atomic import atomic_open
 from pcal_cli.data.scene import Scene
 from pcal_cli.geometry.point_properties import DEFAULT_K, point_properties
 from pcal_cli.project import Project
+from pcal_cli.layout import CACHE_DIR
 
-CACHE_DIR = "cache"
 
 
 def properties_path(project: Project, name: str, k: int) -> Path:

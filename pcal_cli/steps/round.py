@@ -18,7 +18,7 @@ from pcal_cli.plugins import resolve
 from pcal_cli.project import Project
 from pcal_cli.rounds import labelled_counts, latest_round, read_json, sync_ledger
 from pcal_cli.selection import get_selector
-from pcal_cli.selection.budget import schedule_item
+from pcal_cli.selection.budget import Budget
 from pcal_cli.steps.label import oracle_round
 from pcal_cli.steps.score import ScoreSettings, score_round
 from pcal_cli.steps.seed import seed_round, seed_unit
@@ -26,14 +26,15 @@ from pcal_cli.steps.select import select_round
 from pcal_cli.steps.engine import evaluation_split, train_and_evaluate  # noqa: F401 - re-exported
 from pcal_cli.training.supervised import MODEL_FILE, TrainOptions
 from pcal_cli.units import DEFAULT_CELL
+from pcal_cli.layout import PLAN_FILE
 
 Say = Callable[[str], None]
-PLAN_FILE = "round_plan.json"
 
 
 def check_round_settings(project: Project, preset, budget: str, unit: str, cell: float, options: TrainOptions,
-                         scorer_options: dict[str, Any], selector_options: dict[str, Any]) -> None:
-    """Every option of a ``pcal round`` checked before the first file is written."""
+                         scorer_options: dict[str, Any], selector_options: dict[str, Any]) -> list[Budget]:
+    """Every option of a ``pcal round`` checked before the first file is written; the budget
+    schedule parsed (one :class:`Budget` per round, the last repeated)."""
     from pcal_cli.acquisition import get_scorer
     from pcal_cli.geometry.grid import check_size
     from pcal_cli.options import resolve_options
@@ -44,7 +45,8 @@ def check_round_settings(project: Project, preset, budget: str, unit: str, cell:
     check_unit(unit)
     if unit == "cell":
         check_size(cell, "--cell")
-    for parsed in parse_schedule(budget):
+    schedule = parse_schedule(budget)
+    for parsed in schedule:
         if parsed.kind == "per_scene" and preset.selector != "topk":
             raise PcalError(f"a per-scene budget works with top-k selection only, not {preset.selector}")
     resolve_device(options.device)
@@ -58,6 +60,7 @@ def check_round_settings(project: Project, preset, budget: str, unit: str, cell:
     resolve_options(scorer.default_options(project.config.indoor), scorer_options, f"scorer '{scorer.name}'")
     resolve_options(selector.default_options(project.config.indoor), selector_options,
                     f"selector '{selector.name}'")
+    return schedule
 
 
 def adopt_init_model(project: Project, round_index: int, options: TrainOptions, say: Say) -> None:
@@ -109,9 +112,9 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
         options = replace(options, dropout=preset.dropout)
     indoor = project.config.indoor
     budget = budget or preset.round_budget(indoor)
-    check_round_settings(project, preset, budget, unit or preset.unit, cell, options,
-                         {**preset.scorer_options, **(scorer_options or {})},
-                         {**preset.selector_options, **(selector_options or {})})
+    schedule = check_round_settings(project, preset, budget, unit or preset.unit, cell, options,
+                                    {**preset.scorer_options, **(scorer_options or {})},
+                                    {**preset.selector_options, **(selector_options or {})})
     options = replace(options, init=init_checkpoint(project, options.init))
     if preset.runner is not None:  # a method with a loop of its own
         return resolve(preset.runner)(project, options, say=say, on_step=on_step)
@@ -135,7 +138,7 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
     start, target = round_plan(project, method, rounds, budget, settings.unit)
     while latest_round(project) < target:
         current = latest_round(project)
-        round_budget = schedule_item(budget, current - start)
+        round_budget = schedule[min(current - start, len(schedule) - 1)]
         adopt_init_model(project, current, options, say)
         train_and_evaluate(project, current, options, say, on_step)
         scored = score_round(project, current, settings, device=options.device)

@@ -37,12 +37,12 @@ from pcal_cli.selection.topk import rank_descending
 from pcal_cli.plugins import resolve
 from pcal_cli.steps.pool import pool_scene
 from pcal_cli.steps.properties import scene_properties
-from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
+from pcal_cli.training.checkpoint import load_model
 from pcal_cli.training.inference import Tiling, run_tiled, scene_voxels
 from pcal_cli.training.supervised import MODEL_FILE, resolve_device
 from pcal_cli.units import DEFAULT_CELL, check_unit, unit_ids
+from pcal_cli.layout import SCORES_DIR
 
-SCORES_DIR = "scores"
 AGGREGATES = ("mean", "max")
 
 
@@ -91,7 +91,8 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
     folder = scores_dir(project, round_index)
     config_path = folder / "config.json"
     uses_model = spec.needs_model or settings.features
-    state = load_checkpoint(run_dir(project, round_index) / MODEL_FILE) if uses_model else None
+    model, state = (load_model(run_dir(project, round_index) / MODEL_FILE, torch_device, classes=project.config.classes,
+                               channels=project.config.channels) if uses_model else (None, None))
     options = resolved_options(project, spec, settings.options)
     wanted = {**settings.to_dict(), "options": options, "model_step": None if state is None else state["step"],
               "pcal_version": __version__}
@@ -105,10 +106,9 @@ def score_round(project: Project, round_index: int, settings: ScoreSettings, *, 
                 old.unlink()
     write_json(config_path, wanted)
 
-    model = ckpt = None
+    ckpt = None
     round_state: dict[str, Any] = {}
     if state is not None:
-        model = model_from_checkpoint(state, torch_device)
         ckpt = state["config"]
         if spec.prepare is not None:  # per-round state the scorer needs (fms: the flow and the prototypes)
             round_state = resolve(spec.prepare)(project, round_index, folder, model, ckpt, options, settings.seed,

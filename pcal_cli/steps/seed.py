@@ -21,8 +21,8 @@ from pcal_cli.selection.topk import select_top_per_group
 from pcal_cli.steps.pool import pool_scene, reveal, training_points
 from pcal_cli.units import DEFAULT_CELL, check_unit, unit_ids
 from pcal_cli.catalogue import SEED_METHODS
+from pcal_cli.layout import SEED_FILE
 
-SEED_FILE = "seed.json"
 SCORE_BINS = 1 << 16  # histogram of the random scores of random points (see random_seed_points)
 CHUNK = 1 << 22  # random scores drawn per call
 

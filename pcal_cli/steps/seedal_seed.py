@@ -36,16 +36,12 @@ def scene_descriptors(project: Project, names: list[str], features: str, device:
         raise PcalError(f"--features must be 'points', 'model:PATH' or 'images:DIR', got '{features}'")
     model = ckpt = torch_device = None
     if kind == "model":
-        from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
+        from pcal_cli.training.checkpoint import load_model
         from pcal_cli.training.supervised import resolve_device
 
         torch_device = resolve_device(device)
-        state = load_checkpoint(Path(where), torch_device)
+        model, state = load_model(Path(where), torch_device, channels=project.config.channels)
         ckpt = state["config"]
-        if list(ckpt["channels"]) != list(project.config.channels):
-            raise PcalError(f"{where}: trained on channels {ckpt['channels']}, this project has "
-                            f"{project.config.channels}")
-        model = model_from_checkpoint(state, torch_device)
     descriptors = []
     for done, name in enumerate(names, start=1):
         if kind == "images":

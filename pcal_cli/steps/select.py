@@ -18,11 +18,11 @@ from pcal_cli.acquisition import get_scorer
 from pcal_cli.selection import SelectionInputs, get_selector
 from pcal_cli.steps.jopro_round import load_prototypes
 from pcal_cli.selection.topk import select_top_per_group
-from pcal_cli.selection.budget import parse_budget
+from pcal_cli.selection.budget import Budget, parse_budget
 from pcal_cli.steps.pool import training_points
 from pcal_cli.steps.score import load_scores
+from pcal_cli.layout import ROUND_FILE
 
-ROUND_FILE = "round.json"
 #: A round's budget should buy at least this many median units, or the selector has little choice.
 MIN_UNITS_PER_ROUND = 10
 
@@ -58,7 +58,7 @@ def _provide(inputs: SelectionInputs, need: str, arrays: dict, names: list[str],
         raise PcalError(f"selector '{selector}' needs '{need}', which pcal cannot provide")
 
 
-def select_round(project: Project, round_index: int, budget: str, *, selector: str = "topk", seed: int = 0,
+def select_round(project: Project, round_index: int, budget: str | Budget, *, selector: str = "topk", seed: int = 0,
                  method: str | None = None, train_options: dict[str, Any] | None = None,
                  options: dict[str, Any] | None = None, force: bool = False) -> dict[str, Any]:
     """Choose round ``round_index``'s queries; an existing ``queries.json`` is kept unless ``force``.
@@ -73,6 +73,7 @@ def select_round(project: Project, round_index: int, budget: str, *, selector: s
     chosen_options = json.loads(json.dumps(resolve_options(spec.default_options(project.config.indoor),
                                                            options or {}, f"selector '{selector}'")))
     parsed = parse_budget(budget)
+    budget = str(parsed)  # recorded in its canonical form ("3.0%" -> "3%")
     config, arrays = load_scores(project, round_index)
     names = project.scenes("train")
     scene_of = np.concatenate([np.full(len(arrays[n]["units"]), i, dtype=np.int64) for i, n in enumerate(names)])

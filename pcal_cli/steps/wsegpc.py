@@ -36,11 +36,11 @@ from pcal_cli.project import Project
 from pcal_cli.rounds import LABELLING_FILE, read_json, read_ledger
 from pcal_cli.steps.pool import pool_scene
 from pcal_cli.steps.tags import load_tags
-from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
+from pcal_cli.training.checkpoint import load_model
 from pcal_cli.training.inference import scene_inputs
 from pcal_cli.training.supervised import MODEL_FILE, TrainOptions, resolve_device, train
+from pcal_cli.layout import WSEGPC_DIR
 
-WSEGPC_DIR = "wsegpc"
 Say = Callable[[str], None]
 
 
@@ -138,9 +138,8 @@ def write_pseudo_labels(project: Project, round_index: int, checkpoint: Path, fo
     if (folder / LABELLING_FILE).is_file():
         return read_json(folder / LABELLING_FILE, "pseudo-labels")
     torch_device = resolve_device(device)
-    state = load_checkpoint(checkpoint, torch_device)
+    model, state = load_model(checkpoint, torch_device, weights="teacher")
     ckpt = state["config"]
-    model = model_from_checkpoint({**state, "model": state.get("teacher", state["model"])}, torch_device)
     tags = load_tags(project, round_index)
     staging = folder.with_name(f".{folder.name}.{os.getpid()}{TMP_SUFFIX}")
     shutil.rmtree(staging, ignore_errors=True)

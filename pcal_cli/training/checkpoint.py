@@ -57,6 +57,21 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     return state
 
 
+def load_model(path: Path, device: torch.device | str = "cpu", *, classes: list[str] | None = None,
+               channels: list[str] | None = None, weights: str = "model") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The one way from a checkpoint file to a network on ``device``: ``(model, state)``.
+
+    ``classes`` and ``channels`` (a project's) must match what the network was trained for;
+    ``weights`` picks another set of weights the checkpoint may hold (``"teacher"``), falling back
+    to the trained model's."""
+    state = load_checkpoint(path, device)
+    config = state["config"]
+    if (classes is not None and config.get("classes") != list(classes)) or (
+            channels is not None and config.get("channels") != list(channels)):
+        raise PcalError(f"{path}: trained for other classes or input channels than this project")
+    return model_from_checkpoint({**state, "model": state.get(weights, state["model"])}, device), state
+
+
 def model_from_checkpoint(state: dict[str, Any], device: torch.device | str = "cpu") -> torch.nn.Module:
     """Rebuild the network recorded in a checkpoint and load its weights."""
     config = state["config"]

@@ -31,13 +31,12 @@ from pcal_cli.training.mean_teacher import SEMI_RECIPES
 from pcal_cli.training.precision import PRECISIONS, autocast, check_precision, make_scaler
 from pcal_cli.training.recipes import make_recipe
 from pcal_cli.training.scenes import SceneList
+from pcal_cli.layout import MODEL_FILE, PARTIAL_FILE
 
 OPTIMIZERS = ("adamw", "sgd")
 REG_RECIPES = ("none", "hybrid-contrastive")
 RECIPES = ("supervised", "scene-tags", "scene-tags-consistency")
 TAG_RECIPES = RECIPES[1:]
-MODEL_FILE = "model.pt"
-PARTIAL_FILE = "model.partial.pt"
 
 
 @dataclass

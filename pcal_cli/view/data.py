@@ -24,10 +24,9 @@ from pcal_cli.project import CONFIG_NAME, Project
 from pcal_cli.rounds import QUERIES_FILE, UNKNOWN, load_labels, read_json, resolve_round
 from pcal_cli.units import DEFAULT_CELL, query_mask, unit_ids
 from pcal_cli.catalogue import VIEW_MAX_POINTS as DEFAULT_MAX_POINTS
+from pcal_cli.layout import MODEL_FILE, SCORES_DIR
 
 SUBSAMPLE_SEED = 0
-MODEL_FILE = "model.pt"
-SCORES_DIR = "scores"
 RIGHT, WRONG, NO_TRUTH = 0, 1, 2  # error codes
 
 StageCallback = Callable[[int, int, str], None]  # (stages done, stages in all, what comes next)
@@ -173,18 +172,15 @@ def point_scores(project: Project, round_index: int, scene: Scene, name: str) ->
 
 def predict_points(project: Project, round_index: int, scene: Scene, device: str = "auto") -> np.ndarray:
     """The class predicted for every point of ``scene`` by the round's ``model.pt`` (int16)."""
-    from pcal_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
+    from pcal_cli.training.checkpoint import load_model
     from pcal_cli.training.inference import predict_scene
     from pcal_cli.training.supervised import resolve_device
 
-    path = project.round_dir(round_index) / MODEL_FILE
     torch_device = resolve_device(device)
-    state = load_checkpoint(path, torch_device)
-    ckpt = state["config"]
     config = project.config
-    if ckpt.get("classes") != config.classes or ckpt.get("channels") != config.channels:
-        raise PcalError(f"{path}: trained for other classes or input channels than this project")
-    model = model_from_checkpoint(state, torch_device)
+    model, state = load_model(project.round_dir(round_index) / MODEL_FILE, torch_device, classes=config.classes,
+                              channels=config.channels)
+    ckpt = state["config"]
     prediction = predict_scene(model, scene, config.channels, ckpt["voxel_size"], config.num_classes, torch_device)
     return prediction.point_labels
 

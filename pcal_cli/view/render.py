@@ -15,8 +15,8 @@ from pcal_cli.atomic import write_text
 from pcal_cli.errors import PcalError
 from pcal_cli.project import Project
 from pcal_cli.view.data import DEFAULT_MAX_POINTS, SUBSAMPLE_SEED, StageCallback, gather_scene
+from pcal_cli.layout import REPORT_DIR
 
-REPORT_DIR = "report"
 
 
 @dataclass

@@ -35,3 +35,10 @@ def all_datasets() -> dict[str, Callable[..., RawDataset]]:
 
     load_plugins("datasets", DATASETS, _check_dataset)
     return DATASETS
+
+
+def get_dataset(name: str) -> Callable[..., RawDataset]:
+    """The importer registered as ``name`` (case-insensitive); :class:`PcalError` if unknown."""
+    from pcal_cli.plugins import lookup
+
+    return lookup("datasets", DATASETS, _check_dataset, name)
