@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--methods", help="comma list: run only these of each track's methods (default: all)")
     parser.add_argument("--workers", type=int, default=max(1, len(_cpus())), help="trainings side by side")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--collect-only", action="store_true", help="run nothing: write the results JSON from the "
+                        "runs already in --out (after runs made in several calls)")
     parser.add_argument("--render-docs", action="store_true", help="rewrite the tables in docs/benchmarks.md from "
                         "every benchmarks/results/*.json (with --profile: after running it)")
     args = parser.parse_args()
@@ -152,6 +154,8 @@ def run_profile(profile: Profile, out: Path, data: Path, results: Path, args: ar
     began = time.time()
     project = out / "project"
     out.mkdir(parents=True, exist_ok=True)
+    if args.collect_only and not (project / "pcal.yaml").is_file():
+        raise SystemExit(f"al_benchmark: no project in {out} to collect from")
     if not (project / "pcal.yaml").is_file():
         _prepare(profile, out, project, data)
     seeds = args.seeds or profile.seeds
@@ -160,7 +164,7 @@ def run_profile(profile: Profile, out: Path, data: Path, results: Path, args: ar
         profile = only_methods(profile, args.methods.split(","))
     timings = {}
     for index, track in enumerate(profile.tracks):
-        if wanted is not None and track.name not in wanted:
+        if (wanted is not None and track.name not in wanted) or args.collect_only:
             continue
         started = time.time()
         command = ["compare", "-p", str(project), "--name", track.name, "--methods", ",".join(track.methods),
@@ -176,12 +180,12 @@ def run_profile(profile: Profile, out: Path, data: Path, results: Path, args: ar
     record = collect(profile, project, seeds)
     record.update(machine=machine(), command=sys.argv, commit=_git("rev-parse", "HEAD"),
                   dirty=bool(_git("status", "--porcelain", "--untracked-files=no")),
-                  wall_seconds=round(time.time() - began, 1), track_seconds=timings, workers=args.workers)
+                  wall_seconds=None if args.collect_only else round(time.time() - began, 1), track_seconds=timings, workers=args.workers)
     results.parent.mkdir(parents=True, exist_ok=True)
     temporary = results.with_name(results.name + ".tmp")
     temporary.write_text(json.dumps(record, indent=1) + "\n")
     os.replace(temporary, results)
-    print(f"wrote {results} ({record['wall_seconds']:.0f} s)")
+    print(f"wrote {results}" + ("" if record["wall_seconds"] is None else f" ({record['wall_seconds']:.0f} s)"))
 
 
 def only_methods(profile: Profile, methods: list[str]) -> Profile:
@@ -322,7 +326,9 @@ def render(record: dict[str, Any]) -> str:
     m = record["machine"]
     lines.append(f"Machine: {m['cpu']}, {m['cpus_usable']} usable CPUs, torch {m['torch']}"
                  + (f", {m['cuda']}" if m.get("cuda") else ", no GPU")
-                 + f"; {record.get('workers', 1)} trainings side by side; {record['wall_seconds'] / 3600:.1f} h wall. "
+                 + f"; {record.get('workers', 1)} trainings side by side"
+                 + ("" if record.get("wall_seconds") is None else f"; {record['wall_seconds'] / 3600:.1f} h wall")
+                 + ". "
                  f"Commit `{record['commit'][:10]}`{' (with uncommitted changes)' if record.get('dirty') else ''}. "
                  f"Command: `{' '.join(Path(record['command'][0]).name if i == 0 else a for i, a in enumerate(record['command']))}`.")
     project = record["project"]

@@ -36,6 +36,14 @@ def test_smoke_profile_writes_the_documented_results(tmp_path):
 
     text = al_benchmark.render(record)
     assert "| round | % labelled | `random` | `margin` |" in text and "Convergence check" in text
+    # --collect-only trains nothing and gathers the same runs again
+    again = tmp_path / "again.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "al_benchmark.py"), "--profile", "smoke",
+                           "--out", str(tmp_path / "work"), "--results", str(again), "--collect-only"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    collected = json.loads(again.read_text())
+    assert collected["tracks"] == record["tracks"] and collected["wall_seconds"] is None
     assert "Paired with `random`" in text
 
 
