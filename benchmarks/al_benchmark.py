@@ -362,7 +362,8 @@ def render_track(name: str, track: dict[str, Any], full: float | None) -> list[s
     lines = [f"#### Track `{name}`" + (f": {track['note']}" if track.get("note") else ""), "",
              f"Seed: {settings['seed_method']} {settings['seed_unit']}s, {settings['seed_budget']} of the training "
              f"points; then {settings['rounds']} rounds buying {settings['budget']} of the points (round by round, "
-             f"the same for every method); {settings['seeds']} seeds; {train['backbone']} cr {train['cr']}, lr "
+             f"the same for every method); {settings['seeds']} seed{'s' if settings['seeds'] != 1 else ''}; "
+             f"{train['backbone']} cr {train['cr']}, lr "
              f"{train['lr']}, batch {train['batch_size']}; round 0 {train['steps']} steps, later rounds "
              f"{train.get('finetune_steps') or train['steps']} steps (fine-tune: {settings['warm_start']}); reference "
              f"{settings.get('full_steps')} steps. mIoU % mean ± sd over seeds (ratio to full supervision); "
@@ -385,7 +386,8 @@ def render_track(name: str, track: dict[str, Any], full: float | None) -> list[s
             base = stats[baseline].get(r) if baseline and m != baseline else None
             if r > 0 and base is not None and base["n"] > 1 and not point["mean"] - base["mean"] > base["sd"]:
                 mark = " ≈"
-            cells.append(f"{100 * point['mean']:.1f} ± {100 * point['sd']:.1f}{ratio}{mark}")
+            spread = f" ± {100 * point['sd']:.1f}" if point["n"] > 1 else ""
+            cells.append(f"{100 * point['mean']:.1f}{spread}{ratio}{mark}")
         lines.append(f"| {r} | {share:.2f} | " + " | ".join(cells) + " |")
     lines += ["", "Points bought per round (mean over seeds) and the void share of them:", "",
               "| round | " + " | ".join(f"`{m}`" for m in methods) + " |", "|---|" + "---|" * len(methods)]
