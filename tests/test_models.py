@@ -186,3 +186,24 @@ def test_spvcnn_training_loss_decreases(room: VoxelRoom) -> None:
         optimizer.step()
         losses.append(loss.item())
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5]), losses
+
+
+def test_load_model_checks_the_project_and_picks_weights(tmp_path) -> None:
+    from pcal_cli.training.checkpoint import load_model, save_checkpoint
+
+    model = build_model("minkunet", 3, 2, cr=0.125, seed=0)
+    teacher = build_model("minkunet", 3, 2, cr=0.125, seed=1)
+    config = {"backbone": "minkunet", "in_channels": 3, "num_classes": 2, "cr": 0.125,
+              "classes": ["a", "b"], "channels": ["rgb"]}
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, config, 5, extras={"teacher": teacher})
+    loaded, state = load_model(path, classes=["a", "b"], channels=["rgb"])
+    assert state["step"] == 5
+    def same(a, b):
+        return all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+    taught, _ = load_model(path, weights="teacher")
+    assert same(loaded, model) and same(taught, teacher) and not same(taught, model)
+    for classes, channels in ((["a", "c"], ["rgb"]), (["a", "b"], ["intensity"])):
+        with pytest.raises(PcalError, match="other classes or input channels"):
+            load_model(path, classes=classes, channels=channels)
