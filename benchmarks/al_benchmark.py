@@ -279,12 +279,11 @@ def _round(row) -> dict[str, Any]:
 def machine() -> dict[str, Any]:
     import torch
 
-    model = "unknown"
     try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "unknown")
+    except OSError:  # no /proc (not Linux)
+        model = "unknown"
     return {"cpu": model, "cpus_usable": len(_cpus()), "platform": platform.platform(),
             "python": platform.python_version(), "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

@@ -14,7 +14,7 @@ projects (``indoor: false`` in ``pcal.yaml``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from pcal_cli.errors import PcalError
@@ -122,9 +122,9 @@ METHODS: dict[str, Method] = {
 
 
 def _check_method(name: str, entry: object) -> Method:
-    if not isinstance(entry, Method):
-        raise TypeError(f"expected a pcal_cli.methods.Method, got {type(entry).__name__}")
-    return entry if entry.name == name else replace(entry, name=name)
+    from pcal_cli.plugins import named_spec
+
+    return named_spec(name, entry, Method)
 
 
 def all_methods() -> dict[str, Method]:

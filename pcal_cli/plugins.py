@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from dataclasses import replace
 from collections.abc import Callable, MutableMapping
 from importlib import metadata
 from typing import Any
@@ -67,6 +68,14 @@ def load_plugins(kind: str, registry: MutableMapping[str, Any], check: Callable[
             continue
         registry[point.name] = entry
         ORIGINS[(kind, point.name)] = origin
+
+
+def named_spec(name: str, entry: object, spec_type: type) -> Any:
+    """A plugin's ``entry`` checked to be a ``spec_type`` and registered under ``name`` (the
+    entry point's name wins over the spec's own)."""
+    if not isinstance(entry, spec_type):
+        raise TypeError(f"expected a {spec_type.__module__}.{spec_type.__qualname__}, got {type(entry).__name__}")
+    return entry if entry.name == name else replace(entry, name=name)
 
 
 def lookup(kind: str, registry: MutableMapping[str, Any], check: Callable[[str, Any], Any], name: str) -> Any:

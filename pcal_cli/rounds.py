@@ -93,12 +93,11 @@ def load_labels(project: Project, round_index: int, scene: str, num_points: int)
 def remake_command(project: Project, round_index: int) -> str | None:
     """The command that wrote round ``round_index`` (from its ``labelling.json``, else the
     ledger), to run again once the round folder is deleted; ``None`` when it cannot be told."""
-    record: dict[str, Any] = {}
     path = project.round_dir(round_index) / LABELLING_FILE
     try:
-        record = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        pass
+        record: Any = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):  # unreadable: fall back on the ledger below
+        record = {}
     if not isinstance(record, dict) or not record.get("source"):
         try:
             entries = [e for e in read_ledger(project) if e.get("round") == round_index]

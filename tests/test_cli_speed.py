@@ -13,8 +13,8 @@ import sys
 from pcal_cli.cli import main
 try:
     main({args!r})
-except SystemExit:
-    pass
+except SystemExit as done:
+    assert done.code in (0, None), done.code
 print(",".join(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)
 """
 

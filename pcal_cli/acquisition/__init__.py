@@ -23,7 +23,7 @@ needs, so the round engine knows what to compute before scoring:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -147,9 +147,9 @@ SCORERS: dict[str, ScorerSpec] = {
 
 
 def _check_scorer(name: str, entry: object) -> ScorerSpec:
-    if not isinstance(entry, ScorerSpec):
-        raise TypeError(f"expected a pcal_cli.acquisition.ScorerSpec, got {type(entry).__name__}")
-    return entry if entry.name == name else replace(entry, name=name)
+    from pcal_cli.plugins import named_spec
+
+    return named_spec(name, entry, ScorerSpec)
 
 
 def all_scorers() -> dict[str, ScorerSpec]:
