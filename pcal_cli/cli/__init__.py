@@ -18,6 +18,8 @@ from pcal_cli.errors import PcalError
 from pcal_cli.threads import configure as configure_threads
 from pcal_cli.launch import world_size_from_env
 
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
 app = typer.Typer(
     name="pcal",
     help="Active learning for 3D point cloud semantic segmentation.\n\n"
@@ -26,7 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings=CONTEXT_SETTINGS,
 )
 
 
@@ -103,11 +105,30 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
+def _command_help(argv: list[str]) -> int | None:
+    """``pcal CMD --help`` rendered by CMD alone, or ``None`` for any other command line.
+
+    Through the group, typer would first coerce the root options (their defaults), which imports
+    pydantic (about 0.1 s of the 0.3 s a help may take, benchmarks/cli_speed.py); CMD's own help
+    needs none of them."""
+    if len(argv) != 2 or argv[1] not in ("-h", "--help") or argv[0].startswith("-"):
+        return None
+    command = typer.main.get_command(app)
+    sub = getattr(command, "commands", {}).get(argv[0])
+    if sub is None:
+        return None  # an unknown command: the group says so
+    code = sub.main(["--help"], prog_name=f"pcal {argv[0]}", standalone_mode=False,
+                    **CONTEXT_SETTINGS)
+    return code if isinstance(code, int) else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors end as one line on stderr and exit code 2, never a traceback."""
     warnings.showwarning = _show_warning
     try:
-        code = app(args=argv, prog_name="pcal", standalone_mode=False)
+        code = _command_help(sys.argv[1:] if argv is None else argv)
+        if code is None:
+            code = app(args=argv, prog_name="pcal", standalone_mode=False)
     except PcalError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(2)
