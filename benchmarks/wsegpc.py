@@ -9,6 +9,11 @@ the pseudo-labels of both stages' networks, and a fresh network (stage 3) traine
 pseudo-labels; a full-supervision network with the same schedule is the reference. Reports
 pseudo-label mIoU on the training rooms and network mIoU on the test rooms, mean +- std over
 seeds, and writes ``summary.json``. Resumable: every stage is skipped when its files exist.
+
+Stage 2's teacher gives two sets of pseudo-labels: the release's argmax and pcal's
+prior-calibrated argmax (``pseudo_calibration``), each with its own fresh network; the "share"
+rows give, for each, the largest ratio of a class's share of the test predictions to its share of
+the test ground truth (WSegPC's target: at most 2).
 """
 
 from __future__ import annotations
@@ -23,14 +28,27 @@ from dataclasses import replace
 from pathlib import Path
 
 ROWS = (
-    ("pseudo_tags", "pseudo-labels, tags only (stage 1), train mIoU"),
-    ("pseudo_consistency", "pseudo-labels, tags + consistency (stage 2), train mIoU"),
-    ("stage1", "stage 1 network (tags only), test mIoU"),
-    ("stage2", "stage 2 network (tags + consistency), test mIoU"),
-    ("stage3_tags", "fresh network on stage-1 pseudo-labels, test mIoU"),
-    ("stage3", "fresh network on stage-2 pseudo-labels (WSegPC), test mIoU"),
-    ("full", "full supervision, test mIoU"),
+    ("pseudo_tags", "pseudo-labels, tags only (stage 1), train mIoU", 100),
+    ("pseudo_none", "pseudo-labels, tags + consistency (stage 2), release argmax, train mIoU", 100),
+    ("pseudo_prior", "pseudo-labels, tags + consistency (stage 2), prior-calibrated, train mIoU", 100),
+    ("stage1", "stage 1 network (tags only), test mIoU", 100),
+    ("stage2", "stage 2 network (tags + consistency), test mIoU", 100),
+    ("stage3_none", "fresh network on the release's pseudo-labels, test mIoU", 100),
+    ("stage3_prior", "fresh network on the calibrated pseudo-labels (pcal's WSegPC), test mIoU", 100),
+    ("share_none", "largest predicted / true share of a class, release pseudo-labels' network, test", 1),
+    ("share_prior", "largest predicted / true share of a class, calibrated pseudo-labels' network, test", 1),
+    ("full", "full supervision, test mIoU", 100),
 )
+
+
+def share_ratio(confusion) -> float:
+    """The largest ratio of a class's share of the predictions to its share of the ground truth
+    (classes absent from the truth count as one point of truth, so predicting them shows)."""
+    import numpy as np
+
+    confusion = np.asarray(confusion, dtype=np.float64)
+    truth, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+    return float((predicted / np.maximum(truth, 1.0)).max())
 
 
 def run_seed(args: tuple) -> dict:
@@ -50,22 +68,30 @@ def run_seed(args: tuple) -> dict:
         run.with_suffix(".tmp").rename(run)
     project = Project.open(run)
     began = time.time()
-    options = TrainOptions(cr=opts["cr"], steps=opts["steps"], lr=opts["lr"], device="cpu", seed=seed)
+    options = TrainOptions(cr=opts["cr"], steps=opts["steps"], lr=opts["lr"], device="cpu", seed=seed,
+                           pseudo_calibration="prior")
     if not (run / "rounds" / "r000").is_dir():
         oracle_tags(project)
-    results = {"stage3": run_wsegpc(project, 0, options)["miou"]}
+    results = {"stage3_prior": run_wsegpc(project, 0, options)}
     stages = wsegpc_dir(project, 0)
-    write_pseudo_labels(project, 0, stages / "stage1" / MODEL_FILE, stages / "pseudo_tags", device="cpu")
-    train(project, 0, replace(options, recipe=None), folder=stages / "stage3_tags", resume=True,
-          labels_from=stages / "pseudo_tags" / "labels")
-    for name in ("stage1", "stage2", "stage3_tags"):
-        results[name] = evaluate(project, 0, "test", device="cpu", folder=stages / name)["miou"]
-    results["pseudo_tags"] = pseudo_label_quality(project, 0, stages / "pseudo_tags")["miou"]
-    results["pseudo_consistency"] = pseudo_label_quality(project, 0)["miou"]
+    write_pseudo_labels(project, 0, stages / "stage1" / MODEL_FILE, stages / "pseudo_tags", device="cpu",
+                        calibration="none")
+    write_pseudo_labels(project, 0, stages / "stage2" / MODEL_FILE, stages / "pseudo_none", device="cpu",
+                        calibration="none")
+    train(project, 0, replace(options, recipe=None), folder=stages / "stage3_none", resume=True,
+          labels_from=stages / "pseudo_none" / "labels")
+    for name in ("stage1", "stage2", "stage3_none"):
+        results[name] = evaluate(project, 0, "test", device="cpu", folder=stages / name)
+    for name, folder in (("pseudo_tags", "pseudo_tags"), ("pseudo_none", "pseudo_none"), ("pseudo_prior", "pseudo")):
+        results[name] = pseudo_label_quality(project, 0, stages / folder)
     train(project, None, options, resume=True)
-    results["full"] = evaluate(project, None, "test", device="cpu")["miou"]
-    results["seconds"] = round(time.time() - began)
-    return results
+    results["full"] = evaluate(project, None, "test", device="cpu")
+    for variant in ("none", "prior"):
+        results[f"share_{variant}"] = share_ratio(results[f"stage3_{variant}"]["confusion"])
+    summary = {key: value if isinstance(value, float) else value["miou"] for key, value in results.items()}
+    summary["iou"] = {key: value["iou"] for key, value in results.items() if isinstance(value, dict)}
+    summary["seconds"] = round(time.time() - began)
+    return summary
 
 
 def main() -> None:
@@ -92,12 +118,14 @@ def main() -> None:
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         per_seed = list(pool.map(run_seed, [(base, args.out, seed, opts) for seed in range(args.seeds)]))
     summary = {}
-    for key, label in ROWS:
-        values = [100 * r[key] for r in per_seed]
+    for key, label, scale in ROWS:
+        values = [scale * r[key] for r in per_seed]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         summary[key] = {"label": label, "mean": statistics.mean(values), "std": spread, "values": values}
-        print(f"{label:62s} {summary[key]['mean']:5.1f} +- {spread:4.1f}  ({', '.join(f'{v:.1f}' for v in values)})")
+        print(f"{label:82s} {summary[key]['mean']:5.1f} +- {spread:4.1f}  ({', '.join(f'{v:.1f}' for v in values)})")
     print(f"seconds per seed: {[r['seconds'] for r in per_seed]}")
+    summary["per_seed"] = per_seed
+    summary["settings"] = {**opts, "scenes": args.scenes, "points": args.points, "layout": args.layout}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 

@@ -632,3 +632,31 @@ def test_a_recessed_door_survives_a_wall_drop_with_its_tag() -> None:
 
     xyz, region = room((0.0, 0.005))  # a door flush with the wall lies in its plane: it goes with it
     assert structural_surfaces(xyz, region, classes)[2].tolist() == [2, 3]
+
+
+def test_class_prior_stops_a_class_tagged_everywhere_from_taking_the_argmax() -> None:
+    from pcal_cli.weak import ClassPrior
+
+    # class 0 is tagged in both scenes and scores 0.6 everywhere; class 1 (scene a only) scores
+    # 0.4 on its own points (the first half of scene a), 0.1 elsewhere
+    a = np.array([[0.6, 0.4, 0.0]] * 4 + [[0.9, 0.1, 0.0]] * 4)
+    b = np.array([[0.6, 0.0, 0.4]] * 4 + [[0.9, 0.0, 0.1]] * 4)
+    tags_a, tags_b = np.array([1, 1, 0], bool), np.array([1, 0, 1], bool)
+    counts = np.zeros(3, np.int64)
+    plain, _ = pseudo_labels(a, tags_a, None, counts, base=0.0)
+    assert (plain == 0).all()  # the release's argmax: the class tagged everywhere takes every point
+    prior = ClassPrior(3)
+    prior.add(a, tags_a)
+    prior.add(b, tags_b)
+    divisors = prior.divisors()
+    np.testing.assert_allclose(divisors, [0.75, 0.25, 0.25])  # mean masked score over the tagged scenes
+    calibrated, _ = pseudo_labels(a, tags_a, None, counts, base=0.0, prior=divisors)
+    assert calibrated.tolist() == [1] * 4 + [0] * 4
+    assert (pseudo_labels(b, tags_b, None, counts, base=0.0, prior=divisors)[0] == [2] * 4 + [0] * 4).all()
+    torch_labels, _ = pseudo_labels(torch.from_numpy(a), tags_a, None, counts, base=0.0, prior=divisors)
+    assert torch_labels.tolist() == calibrated.tolist()
+    untagged = ClassPrior(3)
+    untagged.add(a, tags_a)
+    assert untagged.divisors()[2] == 1.0  # a class no scene is tagged with is left alone
+    with pytest.raises(PcalError, match="prior"):
+        pseudo_labels(a, tags_a, None, counts, base=0.0, prior=np.array([0.5, 0.0, 1.0]))

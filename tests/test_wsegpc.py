@@ -1,5 +1,6 @@
 """WSegPC in pcal: tags as labels, the three stages, pseudo-labels apart from the budget, --init."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -73,6 +74,8 @@ def test_wsegpc_pipeline_pseudo_labels_respect_tags_and_cost_nothing(project, pc
         labels = np.load(path)
         assert (labels >= 0).all()  # the final pseudo-labels cover every point
         assert set(np.unique(labels)) <= set(np.flatnonzero(tags[path.stem]))  # never an absent class
+    record = json.loads((folder / "pseudo" / "labelling.json").read_text())
+    assert record["calibration"] == "prior" and len(record["prior"]) == project.config.num_classes
     assert {e["source"] for e in read_ledger(project)} == {"oracle", "pseudo"}
     assert collect_run(project.root).ledger_points == 0  # pseudo-labels never count as budget
     assert not [f for f in check_project(project) if f.status == PROBLEM]
@@ -201,3 +204,27 @@ def test_round_checks_image_features_before_writing_anything(base, pcal, tmp_pat
     assert tree_bytes(project.root) == before and not project.rounds()
     result = pcal("round", "-p", project.root, "--method", "margin", "--steps", "2", "--image-features", folder)
     assert result.code == 2 and "scene-tag recipes only" in result.err
+
+
+def test_stage_one_ramps_its_tag_loss_from_zero_and_stage_two_its_consistency(project):
+    from pcal_cli.models import build_model
+    from pcal_cli.training.recipes import SceneTags, tag_ramp_steps
+
+    assert tag_ramp_steps(None, 1000, consistency=False) == 40  # the release's 2400 of 60,000 iterations
+    assert tag_ramp_steps(None, 1000, consistency=True) == 80  # and 2400 of 30,000
+    assert tag_ramp_steps(0.5, 1000, True) == 500 and tag_ramp_steps(30, 1000, False) == 30
+    oracle_tags(project)
+    tags = load_tags(project, 0)
+    plys = {name: read_ply(project.scene_path("train", name)) for name in sorted(tags)}
+    scenes = [(ply, np.full(len(ply), -1, np.int16), tags[name]) for name, ply in plys.items()]
+    options = replace(TINY, steps=100, tag_warmup=None, tag_drop=0.0)
+    losses = {}
+    for consistency in (False, True):
+        model = build_model("minkunet", 6, project.config.num_classes, cr=0.125, seed=0)
+        recipe = SceneTags(model, options, project.config.num_classes, consistency=consistency)
+        recipe.total_steps = 100
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)
+        losses[consistency] = [recipe.step(optimizer, scenes, project.config, step, torch.device("cpu"))
+                               for step in (0, 2)]
+    assert losses[False][0] == 0.0 < losses[False][1]  # stage 1: the tag loss starts at weight 0
+    assert losses[True][0] > 0.0  # stage 2: the tag loss at weight 1 from the first step

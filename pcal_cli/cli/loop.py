@@ -299,6 +299,13 @@ def round_command(
     checkpoint_every: Annotated[int, typer.Option(help="Steps between resumable partial checkpoints.")] = 100,
     tag_drop: Annotated[float, typer.Option(help="wsegpc: probability of dropping each tagged floor, ceiling or "
                                             "wall surface, with its tag, from a training view.")] = 0.5,
+    tag_warmup: Annotated[Optional[float], typer.Option(
+        help="wsegpc: the linear ramp from 0 of stage 1's scene-tag weight and stage 2's consistency weight, a "
+        "fraction < 1 of the stage's steps or steps (default: the release's share, 0.04 and 0.08).",
+        show_default=False)] = None,
+    pseudo_calibration: Annotated[str, typer.Option(
+        help="wsegpc: stage 3's pseudo-labels, prior (the argmax of each class's score divided by its mean over "
+        "the scenes tagged with it) | none (the release's argmax).")] = "prior",
     image_features: Annotated[Optional[Path], typer.Option(
         "--image-features", metavar="DIR", help="wsegpc: cross-modal guidance from DIR/<scene>.npy, per-point 2D "
         "features [N, D] (NaN rows: unseen points).", show_default=False)] = None,
@@ -315,7 +322,8 @@ def round_command(
     options = profile_options(proj, dict(
         backbone=backbone, cr=cr, steps=steps, finetune_steps=finetune_steps, lr=lr, batch_size=batch_size,
         warm_start=warm_start, checkpoint_every=checkpoint_every, device=device, seed=seed, semi=semi, reg=reg,
-        init=init, tag_drop=tag_drop, image_features=None if image_features is None else str(image_features.resolve())))
+        init=init, tag_drop=tag_drop, tag_warmup=tag_warmup, pseudo_calibration=pseudo_calibration,
+        image_features=None if image_features is None else str(image_features.resolve())))
     with proj.lock(f"round --method {method}"), progress_bar() as progress:
         task = progress.add_task("Training", total=None, item="")
 

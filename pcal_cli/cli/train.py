@@ -104,6 +104,10 @@ def train_command(
                                                 show_default=False)] = None,
     tag_drop: Annotated[float, typer.Option(help="Scene-tag recipes: probability of dropping each tagged floor, "
                                             "ceiling or wall surface, with its tag, from a view.")] = 0.5,
+    tag_warmup: Annotated[Optional[float], typer.Option(
+        help="Scene-tag recipes: the linear ramp from 0 of the scene-tag and cross-modal weights (scene-tags) or "
+        "of the consistency weight (scene-tags-consistency), a fraction < 1 of the steps or steps (default: the "
+        "release's share, 0.04 and 0.08).", show_default=False)] = None,
     image_features: Annotated[Optional[Path], typer.Option(
         "--image-features", metavar="DIR", help="Scene-tag recipes: cross-modal guidance from DIR/<scene>.npy, "
         "per-point 2D features [N, D] (NaN rows: unseen points).", show_default=False)] = None,
@@ -127,7 +131,7 @@ def train_command(
         optimizer=optimizer, weight_decay=weight_decay, batch_size=batch_size, max_points=max_points,
         device=device, seed=seed, warm_start=warm_start, checkpoint_every=checkpoint_every, semi=semi,
         ts_evaluate=ts_evaluate, ts_kl=ts_kl, ts_ramp=ts_ramp, reg=reg, recipe=recipe, init=init, tag_drop=tag_drop,
-        image_features=None if image_features is None else str(image_features.resolve()), precision=precision),
+        tag_warmup=tag_warmup, image_features=None if image_features is None else str(image_features.resolve()), precision=precision),
         full=full)
     what = "full supervision" if target is None else f"round {target}"
     if distributed.rank() != 0:  # under torchrun: rank 0 holds the lock, shows progress and reports

@@ -8,6 +8,8 @@ rounds, so pseudo-labels never mix with human labels and never count as budget:
     stage2/model.pt       + region-point consistency, started from stage 1's weights
     pseudo/labels/*.npy   pseudo-labels of every tagged training scene: stage 2's EMA teacher,
                           tag-masked softmax averaged per region, argmax (every point labelled)
+                          over the scores divided by each class's prior (``pseudo_calibration``
+                          'prior'; 'none': the release's plain argmax)
     pseudo/labelling.json the pseudo-label record (source 'pseudo'; the ledger gets matching
                           'pseudo' entries, which budgets ignore)
     stage3/model.pt       a fresh network trained on the pseudo-labels; metrics.json
@@ -43,6 +45,10 @@ from pcal_cli.layout import WSEGPC_DIR
 
 Say = Callable[[str], None]
 
+#: Stage 3's pseudo-labels: 'prior' divides each class's scores by its prior before the argmax
+#: (pcal), 'none' is the release's argmax.
+PSEUDO_CALIBRATIONS = ("prior", "none")
+
 
 def wsegpc_dir(project: Project, round_index: int) -> Path:
     return project.root / WSEGPC_DIR / f"r{round_index:03d}"
@@ -69,7 +75,7 @@ def run_wsegpc(project: Project, round_index: int, options: TrainOptions, *, say
           folder=base / "stage2", resume=True, on_step=on_step)
     say("wsegpc: stage 2 (+ region-point consistency) trained")
     record = write_pseudo_labels(project, round_index, base / "stage2" / MODEL_FILE, base / "pseudo",
-                                 device=options.device)
+                                 device=options.device, calibration=options.pseudo_calibration)
     say(f"wsegpc: {record['points_added']:,} pseudo-labels written")
     train(project, round_index, replace(plain, recipe=None, image_features=None), folder=base / "stage3",
           resume=True, on_step=on_step, labels_from=base / "pseudo" / "labels")
@@ -131,9 +137,16 @@ def point_probabilities(model: torch.nn.Module, ckpt: dict[str, Any], scene, dev
 
 
 def write_pseudo_labels(project: Project, round_index: int, checkpoint: Path, folder: Path,
-                        device: str = "auto") -> dict[str, Any]:
-    """Pseudo-labels of every tagged training scene into ``folder`` (atomically, once)."""
-    from pcal_cli.weak import pseudo_labels
+                        device: str = "auto", calibration: str = "prior") -> dict[str, Any]:
+    """Pseudo-labels of every tagged training scene into ``folder`` (atomically, once).
+
+    ``calibration`` 'prior': a first pass over the scenes measures each class's prior
+    (:class:`~pcal_cli.weak.pseudo.ClassPrior`), the second takes the argmax over the scores
+    divided by it; 'none': the release's argmax (one pass)."""
+    from pcal_cli.weak import ClassPrior, pseudo_labels
+
+    if calibration not in PSEUDO_CALIBRATIONS:
+        raise PcalError(f"pseudo-label calibration '{calibration}': choose one of {', '.join(PSEUDO_CALIBRATIONS)}")
 
     if (folder / LABELLING_FILE).is_file():
         return read_json(folder / LABELLING_FILE, "pseudo-labels")
@@ -145,17 +158,24 @@ def write_pseudo_labels(project: Project, round_index: int, checkpoint: Path, fo
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "labels").mkdir(parents=True)
     counts = np.zeros(ckpt["num_classes"], dtype=np.int64)
+    prior = None
+    if calibration == "prior":
+        measured = ClassPrior(ckpt["num_classes"])
+        for name in sorted(tags):
+            measured.add(point_probabilities(model, ckpt, pool_scene(project, name), torch_device), tags[name])
+        prior = measured.divisors()
     added = {}
     for name in sorted(tags):
         scene = pool_scene(project, name)
         probs = point_probabilities(model, ckpt, scene, torch_device)
         region = scene.region if (scene.region >= 0).any() else None
-        labels, counts = pseudo_labels(probs, tags[name], region, counts, base=0.0)
+        labels, counts = pseudo_labels(probs, tags[name], region, counts, base=0.0, prior=prior)
         write_npy(staging / "labels" / f"{name}.npy", labels.astype(np.int16))
         added[name] = int((labels >= 0).sum())
     record = {"round": round_index, "source": "pseudo", "unit": "point", "points_added": sum(added.values()),
               "scenes": {n: {"points": p, "units": p} for n, p in added.items()},
-              "checkpoint": str(checkpoint.relative_to(project.root))}
+              "checkpoint": str(checkpoint.relative_to(project.root)), "calibration": calibration,
+              "prior": None if prior is None else [round(float(p), 6) for p in prior]}
     write_json(staging / LABELLING_FILE, record)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(staging, folder)

@@ -204,8 +204,10 @@ class SceneTags(Recipe):
     logits; ``mil_loss`` compares them with its tags. With ``consistency`` an EMA teacher (keep
     0.999) on the clean view gives tag-masked probabilities, averaged per region; the argmax is a
     pseudo-label where its confidence passes the class-adaptive threshold (0.8 N_c / max N), and
-    the student learns it (masked cross-entropy) with a weight ramped up over ``tag_warmup``
-    steps. Known point labels, if any, add a cross-entropy term.
+    the student learns it (masked cross-entropy). As in the release, stage 1 ramps its scene-tag
+    and cross-modal weights linearly from 0, stage 2 its consistency weight (its scene-tag and
+    cross-modal weights are 1): over ``tag_warmup`` (:func:`tag_ramp_steps`). Known point labels,
+    if any, add a cross-entropy term.
 
     Tag drop (``tag_drop``, :mod:`pcal_cli.weak.tagdrop`): each tagged floor, ceiling or wall
     surface leaves a scene's views, with its tag, with that probability. Cross-modal guidance
@@ -278,11 +280,15 @@ class SceneTags(Recipe):
         logits, features = point_outputs(self.model, student_items, device)
         target = torch.from_numpy(np.concatenate(labels)).to(device)
         batch_index = torch.from_numpy(np.concatenate(batch)).to(device)
-        loss = mil_loss(scene_logits(logits, batch_index, count), torch.from_numpy(np.stack(tags)).to(device))
+        ramp = warmup_weight(step, tag_ramp_steps(options.tag_warmup, self.total_steps or options.steps,
+                                                  self.consistency))
+        tag_weight = 1.0 if self.consistency else ramp  # stage 2's tag loss is not ramped
+        loss = tag_weight * mil_loss(scene_logits(logits, batch_index, count),
+                                     torch.from_numpy(np.stack(tags)).to(device))
         labelled = target >= 0
         if labelled.any():
             loss = loss + F.cross_entropy(logits[labelled], target[labelled])
-        weight = warmup_weight(step, options.tag_warmup) if self.consistency else 0.0
+        weight = ramp if self.consistency else 0.0
         if weight > 0:
             with torch.no_grad():
                 self.teacher.eval()
@@ -297,8 +303,8 @@ class SceneTags(Recipe):
             loss = loss + weight * region_consistency_loss(logits, torch.from_numpy(np.concatenate(pseudo)).to(device))
         if self.crossmodal is not None:
             generator = torch.Generator().manual_seed(options.seed * 1_000_003 + step)
-            loss = loss + WEIGHT * crossmodal_batch_loss(features, student_items, views.parts, self.image_features,
-                                                         self.crossmodal, generator)
+            loss = loss + WEIGHT * tag_weight * crossmodal_batch_loss(features, student_items, views.parts,
+                                                                    self.image_features, self.crossmodal, generator)
             self.crossmodal.zero_grad()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -307,6 +313,17 @@ class SceneTags(Recipe):
             self.crossmodal.step(optimizer.param_groups[0]["lr"])
         ema_update(self.teacher, self.model, tags_keep(step))
         return float(loss.detach())
+
+
+#: The release's ramps, 2400 iterations, as shares of its ScanNet stages (60,000 and 30,000 iterations).
+TAG_RAMP_STAGE1, TAG_RAMP_STAGE2 = 0.04, 0.08
+
+
+def tag_ramp_steps(tag_warmup: float | None, total_steps: int, consistency: bool) -> int:
+    """Steps of a scene-tag stage's linear ramp: ``tag_warmup`` as a fraction (< 1) of the stage's
+    ``total_steps`` or as steps (>= 1), else the release's share of its stage."""
+    share = tag_warmup if tag_warmup is not None else (TAG_RAMP_STAGE2 if consistency else TAG_RAMP_STAGE1)
+    return int(round(share * total_steps)) if share < 1 else int(share)
 
 
 def tags_keep(step: int) -> float:

@@ -69,7 +69,11 @@ class TrainOptions:
     reg_conf: float = 0.8  # teacher confidence of the points the regulariser uses
     reg_temperature: float = 0.1
     recipe: str | None = None  # None or "supervised"; "scene-tags", "scene-tags-consistency": WSegPC
-    tag_warmup: int = 100  # scene-tags-consistency: steps over which the consistency weight ramps up
+    # scene-tag recipes: the linear ramp from 0 of each stage's ramped losses (stage 1: scene tags and
+    # cross-modal; stage 2: consistency), a fraction < 1 of the stage's steps or steps; None: the
+    # release's 2400 iterations as a share of its stages (0.04 of stage 1, 0.08 of stage 2)
+    tag_warmup: float | None = None
+    pseudo_calibration: str = "prior"  # wsegpc: stage 3's pseudo-labels, prior (argmax of score / class prior) | none
     init: str | None = None  # a checkpoint to start from (any round, stage or project with this layout)
     precision: str = "fp32"  # "bf16" (CPU or CUDA) or "fp16" (CUDA): mixed precision, see training/precision.py
     tag_drop: float = 0.5  # scene-tag recipes: probability of dropping each tagged floor/ceiling/wall surface
@@ -147,6 +151,10 @@ def check_options(options: TrainOptions) -> None:
         raise PcalError(f"--dropout must lie in [0, 1), got {options.dropout}")
     if options.ts_kl not in ("class-mean", "row-mean"):
         raise PcalError(f"--ts-kl must be class-mean or row-mean, got '{options.ts_kl}'")
+    if options.pseudo_calibration not in ("prior", "none"):
+        raise PcalError(f"--pseudo-calibration '{options.pseudo_calibration}': choose prior or none")
+    if options.tag_warmup is not None and options.tag_warmup < 0:
+        raise PcalError(f"--tag-warmup must be >= 0 (a fraction of the steps, or steps), got {options.tag_warmup}")
     if options.ts_ramp < 0:
         raise PcalError(f"--ts-ramp must be >= 0 (a fraction of the steps, or steps), got {options.ts_ramp}")
     if options.ts_evaluate not in ("student", "teacher"):

@@ -49,7 +49,7 @@ from pcal_cli.weak.losses import (
     tags_per_point,
     warmup_weight,
 )
-from pcal_cli.weak.pseudo import BASE_THRESHOLD, class_adaptive_threshold, pseudo_labels, region_average
+from pcal_cli.weak.pseudo import BASE_THRESHOLD, ClassPrior, class_adaptive_threshold, pseudo_labels, region_average
 from pcal_cli.weak.tagdrop import TAG_DROP, structural_surfaces, tag_drop
 from pcal_cli.weak.tags import (
     TAGS_FORMAT,
@@ -79,6 +79,7 @@ __all__ = [
     "mask_value",
     "mil_loss",
     "pseudo_labels",
+    "ClassPrior",
     "read_point_features",
     "read_tags_file",
     "region_average",

@@ -16,6 +16,13 @@ argmax is always a tagged class. A scene with no tag at all gets no pseudo-label
 leaves the counts unchanged. With ``base = 0`` every point is kept: that is WSegPC's final
 pseudo-label generation for stage 3 (EMA + tags + region averaging, no threshold).
 
+Calibration (stage 3's pseudo-labels only, pcal's departure; ``calibration="none"`` is the
+release): the argmax of step 3 is taken over ``p_c / prior_c``, ``prior_c`` the mean tag-masked
+probability of class ``c`` over the points of the scenes tagged with it (:class:`ClassPrior`,
+summed over every tagged training scene first). The scene-averaged loss pushes up a class
+tagged in most scenes everywhere; this is the usual prior correction of a classifier's scores,
+so such a class no longer takes over the argmax (measured: docs/benchmarks.md, WSegPC).
+
 The threshold, as the paper means it (a FlexMatch-style "class-wise learning status" with the
 linear mapping): ``T_c = base * N_c / max_k N_k`` with ``base = 0.8`` and ``N_c`` the running
 count of pseudo-labels of class ``c`` accepted so far in the stage. The class the teacher already
@@ -140,14 +147,60 @@ def class_adaptive_threshold(counts: Any, base: float = BASE_THRESHOLD) -> np.nd
     return base * arr / top
 
 
+class ClassPrior:
+    """Running ``prior_c``: the mean tag-masked probability of class ``c`` over the points of the
+    scenes tagged with ``c`` (numpy; add one scene at a time, then :meth:`divisors`)."""
+
+    def __init__(self, classes: int) -> None:
+        self.sums = np.zeros(classes, dtype=np.float64)
+        self.points = np.zeros(classes, dtype=np.int64)
+
+    def add(self, probs: np.ndarray, tags: Any) -> None:
+        probs = _check_probs(probs, "class prior")
+        tag_arr = _check_tags(tags, probs.shape[1], "class prior")
+        if not tag_arr.any():
+            return
+        self.sums += tag_masked(probs, tag_arr).sum(axis=0, dtype=np.float64) * tag_arr
+        self.points += len(probs) * tag_arr
+
+    def divisors(self) -> np.ndarray:
+        """``[C]`` float64: ``prior_c``, 1 for a class no scene is tagged with (or that gets no mass)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prior = self.sums / self.points
+        return np.where((self.points > 0) & (prior > 0), prior, 1.0)
+
+
+def tag_masked(probs: np.ndarray, tag_arr: np.ndarray) -> np.ndarray:
+    """Step 1 (numpy): probabilities renormalised over the tagged classes (absent classes 0; a row
+    with no tagged mass uniform over the tagged classes)."""
+    masked = probs * tag_arr.astype(probs.dtype)
+    mass = masked.sum(axis=1, keepdims=True)
+    uniform = np.broadcast_to(tag_arr.astype(probs.dtype) / tag_arr.sum(), masked.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mass > 0, masked / np.where(mass > 0, mass, 1), uniform).astype(probs.dtype, copy=False)
+
+
+def _check_tags(tags: Any, c: int, what: str) -> np.ndarray:
+    tag_arr = tags.detach().cpu().numpy() if isinstance(tags, torch.Tensor) else np.asarray(tags)
+    if tag_arr.shape != (c,):
+        raise PcalError(f"{what}: tags must be [{c}], got {tag_arr.shape}")
+    if tag_arr.dtype != bool:
+        if not np.isin(tag_arr, (0, 1)).all():
+            raise PcalError(f"{what}: tags must be bool or 0/1")
+        tag_arr = tag_arr != 0
+    return tag_arr
+
+
 def pseudo_labels(probs: Any, tags: Any, region: Any, counts: Any,
-                  base: float = BASE_THRESHOLD) -> tuple[Any, np.ndarray]:
+                  base: float = BASE_THRESHOLD, prior: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
     """``(labels [N] int64, -1 where not kept; new_counts [C] int64)`` for one scene.
 
     ``probs [N, C]``: non-negative class scores (the teacher's softmax; need not be tag-masked).
     ``tags [C]``: the scene's tags (bool or 0/1). ``region [N]`` (id < 0 = none) or None for no
-    region voting. ``counts [C]``: pseudo-labels accepted per class so far. Labels come back as
-    the kind of ``probs`` (numpy, or torch on its device); the counts as numpy.
+    region voting. ``counts [C]``: pseudo-labels accepted per class so far. ``prior [C]``
+    (:meth:`ClassPrior.divisors`): the argmax is over the scores divided by it (the confidence
+    stays the probability of the chosen class). Labels come back as the kind of ``probs`` (numpy,
+    or torch on its device); the counts as numpy.
     """
     probs = _check_probs(probs, "pseudo-labels")
     n, c = probs.shape
@@ -157,13 +210,11 @@ def pseudo_labels(probs: Any, tags: Any, region: Any, counts: Any,
     if region is not None:
         region = _check_region(region, n, "pseudo-labels")
     is_torch = isinstance(probs, torch.Tensor)
-    tag_arr = tags.detach().cpu().numpy() if isinstance(tags, torch.Tensor) else np.asarray(tags)
-    if tag_arr.shape != (c,):
-        raise PcalError(f"pseudo-labels: tags must be [{c}], got {tag_arr.shape}")
-    if tag_arr.dtype != bool:
-        if not np.isin(tag_arr, (0, 1)).all():
-            raise PcalError("pseudo-labels: tags must be bool or 0/1")
-        tag_arr = tag_arr != 0
+    tag_arr = _check_tags(tags, c, "pseudo-labels")
+    if prior is not None:
+        prior = np.asarray(prior, dtype=np.float64)
+        if prior.shape != (c,) or not np.isfinite(prior).all() or (prior <= 0).any():
+            raise PcalError(f"pseudo-labels: prior must be [{c}] positive finite values")
     if not tag_arr.any():
         empty = torch.full((n,), -1, dtype=torch.long, device=probs.device) if is_torch \
             else np.full(n, -1, dtype=np.int64)
@@ -179,7 +230,11 @@ def pseudo_labels(probs: Any, tags: Any, region: Any, counts: Any,
         masked = torch.where(mass > 0, masked / mass.clamp(min=torch.finfo(probs.dtype).tiny), uniform)
         if region is not None:
             masked = region_average(masked, region)
-        confidence, label = masked.max(dim=1)
+        if prior is None:
+            confidence, label = masked.max(dim=1)
+        else:
+            label = (masked / torch.as_tensor(prior, device=probs.device, dtype=masked.dtype)).argmax(dim=1)
+            confidence = masked.gather(1, label[:, None])[:, 0]
         thr = torch.as_tensor(thresholds, device=probs.device, dtype=torch.float64)[label]
         keep = confidence.double() >= thr
         labels = torch.where(keep, label, torch.full_like(label, -1))
@@ -188,14 +243,10 @@ def pseudo_labels(probs: Any, tags: Any, region: Any, counts: Any,
 
     if n and (not np.isfinite(probs).all() or (probs < 0).any()):
         raise PcalError("pseudo-labels: probabilities must be finite and >= 0")
-    masked = probs * tag_arr.astype(probs.dtype)
-    mass = masked.sum(axis=1, keepdims=True)
-    uniform = np.broadcast_to(tag_arr.astype(probs.dtype) / tag_arr.sum(), masked.shape)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        masked = np.where(mass > 0, masked / np.where(mass > 0, mass, 1), uniform).astype(probs.dtype, copy=False)
+    masked = tag_masked(probs, tag_arr)
     if region is not None:
         masked = region_average(masked, region)
-    label = masked.argmax(axis=1).astype(np.int64)
+    label = (masked if prior is None else masked / prior).argmax(axis=1).astype(np.int64)
     confidence = masked[np.arange(n), label].astype(np.float64)
     keep = confidence >= thresholds[label]
     labels = np.where(keep, label, -1).astype(np.int64)
