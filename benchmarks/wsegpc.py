@@ -13,7 +13,8 @@ seeds, and writes ``summary.json``. Resumable: every stage is skipped when its f
 Stage 2's teacher gives two sets of pseudo-labels: the release's argmax and pcal's
 prior-calibrated argmax (``pseudo_calibration``), each with its own fresh network; the "share"
 rows give, for each, the largest ratio of a class's share of the test predictions to its share of
-the test ground truth (WSegPC's target: at most 2).
+the test ground truth (the target: at most 2), and the share of predictions naming a class the
+test ground truth does not have.
 """
 
 from __future__ import annotations
@@ -37,18 +38,30 @@ ROWS = (
     ("stage3_prior", "fresh network on the calibrated pseudo-labels (pcal's WSegPC), test mIoU", 100),
     ("share_none", "largest predicted / true share of a class, release pseudo-labels' network, test", 1),
     ("share_prior", "largest predicted / true share of a class, calibrated pseudo-labels' network, test", 1),
+    ("absent_none", "% of test predictions naming a class absent from the test truth, release", 100),
+    ("absent_prior", "% of test predictions naming a class absent from the test truth, calibrated", 100),
     ("full", "full supervision, test mIoU", 100),
 )
 
 
 def share_ratio(confusion) -> float:
-    """The largest ratio of a class's share of the predictions to its share of the ground truth
-    (classes absent from the truth count as one point of truth, so predicting them shows)."""
+    """The largest ratio of a class's share of the test predictions to its share of the test
+    ground truth, over the classes in the ground truth (predictions of absent classes:
+    :func:`absent_share`)."""
     import numpy as np
 
     confusion = np.asarray(confusion, dtype=np.float64)
     truth, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
-    return float((predicted / np.maximum(truth, 1.0)).max())
+    present = truth > 0
+    return float((predicted[present] / truth[present]).max())
+
+
+def absent_share(confusion) -> float:
+    """The share of the test predictions that name a class absent from the test ground truth."""
+    import numpy as np
+
+    confusion = np.asarray(confusion, dtype=np.float64)
+    return float(confusion[:, confusion.sum(axis=1) == 0].sum() / confusion.sum())
 
 
 def run_seed(args: tuple) -> dict:
@@ -88,6 +101,7 @@ def run_seed(args: tuple) -> dict:
     results["full"] = evaluate(project, None, "test", device="cpu")
     for variant in ("none", "prior"):
         results[f"share_{variant}"] = share_ratio(results[f"stage3_{variant}"]["confusion"])
+        results[f"absent_{variant}"] = absent_share(results[f"stage3_{variant}"]["confusion"])
     summary = {key: value if isinstance(value, float) else value["miou"] for key, value in results.items()}
     summary["iou"] = {key: value["iou"] for key, value in results.items() if isinstance(value, dict)}
     summary["seconds"] = round(time.time() - began)
