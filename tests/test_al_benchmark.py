@@ -67,3 +67,14 @@ def test_only_methods_cuts_tracks_and_drops_empty_ones():
     profile = al_benchmark.only_methods(al_benchmark.PROFILES["synthetic"], ["random", "redal"])
     assert [t.name for t in profile.tracks] == ["region"]
     assert profile.tracks[0].methods == ("random", "redal")
+
+
+def test_wsegpc_benchmark_share_measures():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import wsegpc
+
+    # truth rows, predictions columns: class 0 has 80 points, class 1 20, class 2 none
+    confusion = [[60, 10, 10], [0, 20, 0], [0, 0, 0]]
+    # class 0: 60 of 100 predicted against 80 true (0.75x); class 1: 30 against 20 (1.5x)
+    assert wsegpc.share_ratio(confusion) == 1.5
+    assert wsegpc.absent_share(confusion) == 0.1  # 10 of 100 predictions name class 2
