@@ -400,6 +400,20 @@ def test_strong_view_keeps_points_and_order() -> None:
     assert none is None and only_xyz.shape == xyz.shape
 
 
+def test_strong_view_without_elastic_is_a_linear_map_of_the_points() -> None:
+    xyz = np.random.default_rng(3).random((500, 3)) * [4.0, 3.0, 2.5]
+    design = np.concatenate([xyz, np.ones((len(xyz), 1))], axis=1)
+
+    def residual(out: np.ndarray) -> float:
+        fit = np.linalg.lstsq(design, out.astype(np.float64), rcond=None)[0]
+        return float(np.abs(design @ fit - out).max())
+
+    plain, _ = strong_view(xyz, None, np.random.default_rng(1), elastic=False)
+    distorted, _ = strong_view(xyz, None, np.random.default_rng(1))  # this draw distorts (p 0.95)
+    assert residual(plain) < 1e-4  # rotation, tilt and scaling only
+    assert residual(distorted) > 0.05  # elastic displacements of centimetres
+
+
 def test_rotation_about_z_without_tilt_is_rigid_and_keeps_z() -> None:
     rng = np.random.default_rng(5)
     xyz = rng.random((300, 3)) * [5.0, 4.0, 3.0]

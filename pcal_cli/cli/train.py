@@ -92,6 +92,9 @@ def train_command(
     semi: Annotated[str, typer.Option(help="Training recipe: none | teacher-student (HPAL's mean teacher).")] = "none",
     ts_evaluate: Annotated[str, typer.Option(help="teacher-student: the network saved and evaluated, student (as "
                                              "the paper) | teacher.")] = "student",
+    ts_elastic: Annotated[bool, typer.Option(
+        "--ts-elastic/--no-ts-elastic", help="teacher-student: elastic distortion in the student's strong view "
+        "(HPAL's release); --no-ts-elastic leaves it out.")] = True,
     ts_kl: Annotated[str, typer.Option(help="teacher-student: KL normalisation, class-mean (HPAL's release: "
                                        "1/C of the per-point KL) | row-mean.")] = "class-mean",
     ts_ramp: Annotated[float, typer.Option(help="teacher-student: the consistency weight ramps up from 0 and "
@@ -130,7 +133,7 @@ def train_command(
         backbone=backbone, cr=cr, steps=steps, finetune_steps=finetune_steps, epochs=epochs, lr=lr,
         optimizer=optimizer, weight_decay=weight_decay, batch_size=batch_size, max_points=max_points,
         device=device, seed=seed, warm_start=warm_start, checkpoint_every=checkpoint_every, semi=semi,
-        ts_evaluate=ts_evaluate, ts_kl=ts_kl, ts_ramp=ts_ramp, reg=reg, recipe=recipe, init=init, tag_drop=tag_drop,
+        ts_evaluate=ts_evaluate, ts_elastic=ts_elastic, ts_kl=ts_kl, ts_ramp=ts_ramp, reg=reg, recipe=recipe, init=init, tag_drop=tag_drop,
         tag_warmup=tag_warmup, image_features=None if image_features is None else str(image_features.resolve()), precision=precision),
         full=full)
     what = "full supervision" if target is None else f"round {target}"

@@ -82,7 +82,9 @@ def teacher_student_step(model: torch.nn.Module, teacher: torch.nn.Module, optim
     """One optimiser step of the student and one EMA update of the teacher; returns the loss.
     The consistency and pseudo-label weights follow :func:`ramp_weights` over ``ts_ramp`` of the
     run's ``total_steps`` (a fraction) or steps (an integer)."""
-    batch = two_views(scenes, options, config, step, strong_view)
+    elastic = getattr(options, "ts_elastic", True)
+    batch = two_views(scenes, options, config, step,
+                      lambda xyz, rgb, rng: strong_view(xyz, rgb, rng, elastic=elastic))
     student_items, teacher_items, labels = batch.student, batch.teacher, batch.labels
     target = torch.from_numpy(np.concatenate(labels)).to(device)
     with torch.no_grad():

@@ -62,6 +62,7 @@ class TrainOptions:
     pseudo_threshold: float = 0.75  # teacher-student: teacher confidence for a pseudo-label
     dropout: float | None = None  # dropout on the classifier's input, trained (None: 0, or the method's: mc_dropout)
     ts_evaluate: str = "student"  # teacher-student: the network saved as the model ("student", or "teacher")
+    ts_elastic: bool = True  # teacher-student: elastic distortion in the student's strong view (HPAL's release)
     ts_kl: str = "class-mean"  # teacher-student: KL normalised over classes too (HPAL's release), or "row-mean"
     ts_ramp: float = 0.3  # teacher-student: consistency ramp-up and pseudo-label warm-up (fraction of steps, or steps)
     reg: str | None = None  # None or "none"; "hybrid-contrastive": JoPro's regulariser

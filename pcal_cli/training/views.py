@@ -141,14 +141,15 @@ def strong_colours(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def strong_view(xyz: np.ndarray, rgb: np.ndarray | None,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+def strong_view(xyz: np.ndarray, rgb: np.ndarray | None, rng: np.random.Generator,
+                elastic: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """The student's view of a scene: ``(xyz float32 [N, 3], rgb uint8 [N, 3] or None)``, same
-    points in the same order (module docstring for the recipe)."""
+    points in the same order (module docstring for the recipe); ``elastic=False`` leaves out
+    step 1 of the geometry (``--no-ts-elastic``)."""
     out = _as_xyz(xyz)
     if rgb is not None and len(rgb) != len(out):
         raise PcalError(f"strong_view: {len(out)} points but {len(rgb)} colours")
-    if rng.random() < P_ELASTIC:
+    if elastic and rng.random() < P_ELASTIC:
         for granularity, magnitude in ELASTIC_PASSES:
             out = elastic_distortion(out, granularity, magnitude, rng)
     out = rotate_tilt_scale(out, rng)
