@@ -39,15 +39,12 @@ from pcal_cli.rounds import LABELLING_FILE, read_json, read_ledger
 from pcal_cli.steps.pool import pool_scene
 from pcal_cli.steps.tags import load_tags
 from pcal_cli.training.checkpoint import load_model
+from pcal_cli.weak.pseudo import PSEUDO_CALIBRATIONS
 from pcal_cli.training.inference import scene_inputs
 from pcal_cli.training.supervised import MODEL_FILE, TrainOptions, resolve_device, train
 from pcal_cli.layout import WSEGPC_DIR
 
 Say = Callable[[str], None]
-
-#: Stage 3's pseudo-labels: 'prior' divides each class's scores by its prior before the argmax
-#: (pcal), 'none' is the release's argmax.
-PSEUDO_CALIBRATIONS = ("prior", "none")
 
 
 def wsegpc_dir(project: Project, round_index: int) -> Path:

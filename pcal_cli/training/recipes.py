@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from pcal_cli.training import distributed
 from pcal_cli.training.data import augment, collate, crop, point_features, skip_crop_and_augment, voxelize
 from pcal_cli.training.ema import ema_update, make_teacher
-from pcal_cli.training.mean_teacher import point_outputs, teacher_student_step, two_views
+from pcal_cli.training.mean_teacher import point_outputs, ramp_steps, teacher_student_step, two_views
 
 CONTRASTIVE_KEEP = 0.99
 TAGS_KEEP = 0.999
@@ -323,7 +323,7 @@ def tag_ramp_steps(tag_warmup: float | None, total_steps: int, consistency: bool
     """Steps of a scene-tag stage's linear ramp: ``tag_warmup`` as a fraction (< 1) of the stage's
     ``total_steps`` or as steps (>= 1), else the release's share of its stage."""
     share = tag_warmup if tag_warmup is not None else (TAG_RAMP_STAGE2 if consistency else TAG_RAMP_STAGE1)
-    return int(round(share * total_steps)) if share < 1 else int(share)
+    return ramp_steps(share, total_steps)
 
 
 def tags_keep(step: int) -> float:

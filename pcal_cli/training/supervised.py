@@ -152,8 +152,11 @@ def check_options(options: TrainOptions) -> None:
         raise PcalError(f"--dropout must lie in [0, 1), got {options.dropout}")
     if options.ts_kl not in ("class-mean", "row-mean"):
         raise PcalError(f"--ts-kl must be class-mean or row-mean, got '{options.ts_kl}'")
-    if options.pseudo_calibration not in ("prior", "none"):
-        raise PcalError(f"--pseudo-calibration '{options.pseudo_calibration}': choose prior or none")
+    from pcal_cli.weak.pseudo import PSEUDO_CALIBRATIONS
+
+    if options.pseudo_calibration not in PSEUDO_CALIBRATIONS:
+        raise PcalError(f"--pseudo-calibration '{options.pseudo_calibration}': choose one of "
+                        f"{', '.join(PSEUDO_CALIBRATIONS)}")
     if options.tag_warmup is not None and options.tag_warmup < 0:
         raise PcalError(f"--tag-warmup must be >= 0 (a fraction of the steps, or steps), got {options.tag_warmup}")
     if options.ts_ramp < 0:

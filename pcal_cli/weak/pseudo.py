@@ -47,6 +47,10 @@ import torch
 
 from pcal_cli.errors import PcalError
 
+#: Stage 3's pseudo-labels: 'prior' divides each class's scores by its prior before the argmax
+#: (pcal), 'none' is the release's argmax.
+PSEUDO_CALIBRATIONS = ("prior", "none")
+
 #: WSegPC's ``p_cutoff``: the threshold of the class with the most accepted pseudo-labels.
 BASE_THRESHOLD = 0.8
 
