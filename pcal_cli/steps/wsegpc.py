@@ -34,15 +34,15 @@ from pcal_cli.atomic import TMP_SUFFIX, fsync_dir, write_json, write_npy, write_
 from pcal_cli.data.ply import read_ply
 from pcal_cli.errors import PcalError
 from pcal_cli.evaluation.metrics import confusion_matrix, summarize
+from pcal_cli.layout import WSEGPC_DIR
 from pcal_cli.project import Project
 from pcal_cli.rounds import LABELLING_FILE, read_json, read_ledger
 from pcal_cli.steps.pool import pool_scene
 from pcal_cli.steps.tags import load_tags
 from pcal_cli.training.checkpoint import load_model
-from pcal_cli.weak.pseudo import PSEUDO_CALIBRATIONS
 from pcal_cli.training.inference import scene_inputs
 from pcal_cli.training.supervised import MODEL_FILE, TrainOptions, resolve_device, train
-from pcal_cli.layout import WSEGPC_DIR
+from pcal_cli.weak.pseudo import PSEUDO_CALIBRATIONS
 
 Say = Callable[[str], None]
 
