@@ -4,7 +4,8 @@ Every method of a track starts from the same round 0 (drawn, trained and evaluat
 spends the same points per round, fine-tunes the previous round's network with the same schedule,
 and is evaluated on the network it hands to the user; mIoU is over the classes present in the
 test ground truth. The full-supervision reference is trained once per seed with the profile's
-`full_steps`, and seed 0's again with twice as many steps (the convergence check).
+`full_steps` (or for seed 0 only, with the profile's `reference_seeds=1`), and seed 0's again with
+twice as many steps (the convergence check, unless the profile turns it off).
 
     .venv/bin/python benchmarks/al_benchmark.py --profile synthetic --workers 2
     .venv/bin/python benchmarks/al_benchmark.py --profile scannet --data ../shared/data
@@ -65,6 +66,8 @@ class Profile:
     needs: str | None = None  # a folder under --data the profile reads
     split_file: str | None = None  # YAML written beside the project and passed as --split-file
     classes_file: str | None = None  # YAML written beside the project and passed as --classes
+    reference_seeds: int | None = None  # references trained (seeds 0..n-1; None: every seed); later seeds reuse seed 0's
+    convergence_check: bool = True  # train seed 0's reference again with twice the steps
 
 
 REGION_METHODS = ("random", "margin", "entropy", "coreset", "redal")
@@ -104,7 +107,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             (Track("region", REGION_METHODS, "region", REGION_BUDGETS[0], REGION_BUDGETS[1], 3),
              Track("point", POINT_METHODS, "point", POINT_BUDGETS[0], POINT_BUDGETS[1], 3)),
             needs="scannet", split_file="train: [scene0000_00]\ntest: [scene0000_01]\n",
-            train={"full-steps": 2000}),
+            train={"full-steps": 2000}, reference_seeds=1, convergence_check=False),
     Profile("ign", "IGN LiDAR HD: three 50 m tiles train, one test; ground / vegetation / building; 2 m cells "
             "as regions, training on crops of 20,000 points",
             ("folder", "{data}/aerial_ign", "--regions", "cells", "--cell", "2.0"),
@@ -173,7 +176,9 @@ def run_profile(profile: Profile, out: Path, data: Path, results: Path, args: ar
                    "--workers", str(args.workers), "--device", args.device]
         overrides = {**profile.train, **track.train}
         command += [part for key, value in overrides.items() for part in (f"--{key}", str(value))]
-        if index == 0:
+        if profile.reference_seeds is not None:
+            command += ["--reference-seeds", str(profile.reference_seeds)]
+        if index == 0 and profile.convergence_check:
             command.append("--convergence-check")
         _pcal(command, out / f"{track.name}.log")
         timings[track.name] = round(time.time() - started, 1)
@@ -239,7 +244,7 @@ def collect(profile: Profile, project_root: Path, seeds: int) -> dict[str, Any]:
                     continue
                 report = collect_run(path)
                 runs[str(seed)] = [_round(row) for row in report.rows]
-                if report.full is not None:
+                if report.full is not None and _own_reference(project, settings, seed):
                     references[str(seed)] = {"miou": report.full.miou, "iou": report.full.iou}
             methods[method] = runs
         entry = {"settings": settings, "note": track.note, "methods": methods}
@@ -263,6 +268,17 @@ def collect(profile: Profile, project_root: Path, seeds: int) -> dict[str, Any]:
         "tracks": tracks,
         "not_possible": NOT_POSSIBLE,
     }
+
+
+def _own_reference(project, settings: dict[str, Any], seed: int) -> bool:
+    """Whether ``seed`` trained its own reference (with ``--reference-seeds`` later seeds reuse seed
+    0's, which must not count as another seed of the reference's spread)."""
+    from pcal_cli.steps.compare import FULL_DIR, METRICS_FILE, reference_folder, reference_options
+    from pcal_cli.training.supervised import TrainOptions
+
+    train = TrainOptions(**{k: v for k, v in settings["train"].items() if k in TrainOptions.__dataclass_fields__})
+    steps = settings.get("full_steps") or 2 * train.steps
+    return (reference_folder(project, reference_options(train, steps, seed)) / FULL_DIR / METRICS_FILE).is_file()
 
 
 def _round(row) -> dict[str, Any]:
@@ -339,8 +355,9 @@ def render(record: dict[str, Any]) -> str:
     lines += ["", f"Metric: {record['metric']}."]
     if reference["miou_mean"] is not None:
         sd = "" if reference["miou_sd"] is None else f" ± {100 * reference['miou_sd']:.1f}"
+        count = len(reference["seeds"])
         lines.append(f"Full supervision (all training labels): **{100 * reference['miou_mean']:.1f}{sd}** over "
-                     f"{len(reference['seeds'])} seeds.")
+                     + ("1 seed (seed 0; every seed's ratio is to it)." if count == 1 else f"{count} seeds."))
     check = reference.get("convergence")
     if check:
         verdict = "converged (under 1 point)" if abs(check["change"]) < 0.01 else "**not converged** (1 point or more)"

@@ -78,3 +78,25 @@ def test_wsegpc_benchmark_share_measures():
     # class 0: 60 of 100 predicted against 80 true (0.75x); class 1: 30 against 20 (1.5x)
     assert wsegpc.share_ratio(confusion) == 1.5
     assert wsegpc.absent_share(confusion) == 0.1  # 10 of 100 predictions name class 2
+
+
+def test_a_reference_reused_from_seed_0_is_not_counted_as_another_seed(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import al_benchmark
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from pcal_cli.evaluation.evaluate import METRICS_FILE
+    from pcal_cli.rounds import FULL_DIR
+    from pcal_cli.steps.compare import reference_folder, reference_options
+    from pcal_cli.training.supervised import TrainOptions
+
+    train = asdict(TrainOptions(steps=10))
+    settings = {"train": {k: v for k, v in train.items() if k not in ("seed", "device")}, "full_steps": 30}
+    project = SimpleNamespace(root=tmp_path)
+    own = reference_folder(project, reference_options(TrainOptions(steps=10), 30, 0)) / FULL_DIR / METRICS_FILE
+    own.parent.mkdir(parents=True)
+    own.write_text("{}")
+    assert al_benchmark._own_reference(project, settings, 0)
+    assert not al_benchmark._own_reference(project, settings, 1)
+    assert not al_benchmark._own_reference(project, {**settings, "full_steps": 60}, 0)
