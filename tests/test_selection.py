@@ -236,3 +236,21 @@ def test_a_parsed_budget_passes_through_and_prints_canonically():
     assert parse_budget(parsed) is parsed
     assert str(parsed) == "3%"
     assert [str(b) for b in parse_schedule("0.5%, 1%,20/scene")] == ["0.5%", "1%", "20/scene"]
+
+
+def test_small_budget_warning_gives_the_numbers_and_how_to_make_smaller_units():
+    import warnings
+
+    from pcal_cli.steps.select import _warn_small_budget
+
+    costs = np.array([0, 200, 190, 210, 180, 200])
+    with pytest.warns(UserWarning, match=r"1,000 points buys about 5\.0 regions .*median size \(200 points\).*"
+                                         r"--seed-resolution"):
+        _warn_small_budget(1000, costs, "region")
+    with pytest.warns(UserWarning) as caught:
+        _warn_small_budget(1000, costs, "cell")
+    assert "--seed-resolution" not in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_small_budget(2000, costs, "region")  # ten median units: enough
+        _warn_small_budget(10, costs, "point")  # points are never too large

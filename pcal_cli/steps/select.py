@@ -36,7 +36,9 @@ def _warn_small_budget(budget_points: int, costs: np.ndarray, unit: str) -> None
     if budget_points < MIN_UNITS_PER_ROUND * median:
         warnings.warn(f"the budget of {budget_points:,} points buys about {budget_points / median:.1f} {unit}s of the "
                       f"median size ({median:,.0f} points); with fewer than {MIN_UNITS_PER_ROUND} the selection has "
-                      "little to choose from: raise the budget or use smaller units", stacklevel=3)
+                      "little to choose from: raise the budget or use smaller units"
+                      + (" (supervoxels: pcal prepare --seed-resolution, e.g. 0.5)" if unit == "region" else ""),
+                      stacklevel=3)
 
 
 def _provide(inputs: SelectionInputs, need: str, arrays: dict, names: list[str], project: Project,
