@@ -79,6 +79,12 @@ HPAL_ABLATIONS = ("hpal_hmmu", "hpal_hmmu_fds")
 REGION_BUDGETS = ("0.5%", "0.5%,1%,1%,2%", 4)
 POINT_BUDGETS = ("0.05%", "0.05%,0.1%,0.3%,0.5%", 4)
 
+# SeedAL's protocol: whole rooms as the seed (random or SeedAL's), then margin regions
+SEED_TRACKS = (Track("seed_random", ("margin",), "scene", "7%", "1%", 2,
+                     note="random whole rooms as the seed (about one room), then margin regions"),
+               Track("seed_seedal", ("margin",), "scene", "7%", "1%", 2, seed_method="seedal",
+                     note="SeedAL's rooms as the seed, then margin regions"))
+
 IGN_TILES = ("test_data_77050_627755_LA93_IGN69", "test_data_77050_627760_LA93_IGN69",
              "test_data_77055_627755_LA93_IGN69", "test_data_77055_627760_LA93_IGN69")
 
@@ -96,19 +102,13 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
              Track("region_ft2x", ("margin",), "region", REGION_BUDGETS[0], REGION_BUDGETS[1], REGION_BUDGETS[2],
                    seeds=1, train={"finetune-steps": 600},
                    note="margin, seed 0, with twice the fine-tune steps: is the round schedule converged?"),
-             Track("seed_random", ("margin",), "scene", "7%", "1%", 2,
-                   note="random whole rooms as the seed (about one room), then margin regions"),
-             Track("seed_seedal", ("margin",), "scene", "7%", "1%", 2, seed_method="seedal",
-                   note="SeedAL's rooms as the seed, then margin regions"))),
+             *SEED_TRACKS)),
     Profile("synthetic_fine", "the synthetic profile's 24 rooms with 0.5 m supervoxels (2,212 training regions, "
             "median 50 points, against 564 of 191 points): a 0.5 % round buys about 13 regions instead of 3",
             ("synthetic", "--scenes", "24", "--points", "8000", "--seed", "0", "--seed-resolution", "0.5",
              "--min-region", "25"),
             (Track("region", REGION_METHODS, "region", REGION_BUDGETS[0], REGION_BUDGETS[1], REGION_BUDGETS[2]),
-             Track("seed_random", ("margin",), "scene", "7%", "1%", 2,
-                   note="random whole rooms as the seed (about one room), then margin regions"),
-             Track("seed_seedal", ("margin",), "scene", "7%", "1%", 2, seed_method="seedal",
-                   note="SeedAL's rooms as the seed, then margin regions"))),
+             *SEED_TRACKS)),
     Profile("scannet", "ScanNet v2 samples: train scene0000_00, test scene0000_01 (two scans of one room); "
             "10 cm voxels and 0.4 m supervoxels (one 81k-point scan: 1 m supervoxels would give a 0.5 % budget "
             "less than one region)",
