@@ -102,6 +102,10 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
              Track("region_ft2x", ("margin",), "region", REGION_BUDGETS[0], REGION_BUDGETS[1], REGION_BUDGETS[2],
                    seeds=1, train={"finetune-steps": 600},
                    note="margin, seed 0, with twice the fine-tune steps: is the round schedule converged?"),
+             Track("point_long", ("hpal_random", "hpal_mmu", "jopro"), "point", "0.5%", "0.5%", 1,
+                   train={"steps": 2400, "finetune-steps": 1200},
+                   note="a long schedule: random points 0.5 % trained 2,400 steps, then one round to 1 % "
+                        "fine-tuned 1,200 steps"),
              *SEED_TRACKS)),
     Profile("synthetic_fine", "the synthetic profile's 24 rooms with 0.5 m supervoxels (2,212 training regions, "
             "median 50 points, against 564 of 191 points): a 0.5 % round buys about 13 regions instead of 3",
