@@ -390,7 +390,8 @@ def render_track(name: str, track: dict[str, Any], full: float | None) -> list[s
     train = settings["train"]
     lines = [f"#### Track `{name}`" + (f": {track['note']}" if track.get("note") else ""), "",
              f"Seed: {settings['seed_method']} {settings['seed_unit']}s, {settings['seed_budget']} of the training "
-             f"points; then {settings['rounds']} round{'s' if settings['rounds'] != 1 else ''} buying {settings['budget']} of the points (round by round, "
+             f"points; then {settings['rounds']} round{'s' if settings['rounds'] != 1 else ''} buying "
+             f"{settings['budget']} of the points (round by round, "
              f"the same for every method); {settings['seeds']} seed{'s' if settings['seeds'] != 1 else ''}; "
              f"{train['backbone']} cr {train['cr']}, lr "
              f"{train['lr']}, batch {train['batch_size']}; round 0 {train['steps']} steps, later rounds "
