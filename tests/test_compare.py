@@ -11,7 +11,7 @@ from pcal_cli.cli import report as report_cli
 from pcal_cli.errors import PcalError
 from pcal_cli.project import Project
 from pcal_cli.rounds import read_json
-from pcal_cli.steps.compare import CompareSettings, compare, run_folder
+from pcal_cli.steps.compare import CompareSettings, compare, ready_jobs, run_folder
 from pcal_cli.training.supervised import TrainOptions
 
 from conftest import project_copy, synthetic_project, tree_bytes
@@ -169,6 +169,14 @@ def test_workers_give_the_files_of_one_process_and_names_share_references(projec
     compare(project, _settings(methods=["margin"], seeds=2, seed_unit="point", name="points"))
     assert retrained == []  # the second comparison reuses the references of the first
     assert (project.root / "points" / "margin" / "s1" / "full" / "metrics.json").is_file()
+
+
+def test_runs_wait_for_their_own_seeds_round0_only():
+    jobs = [("round0", None, 0), ("round0", None, 1), ("reference", None, 0), ("doubled", None, 0),
+            ("run", "random", 0), ("run", "margin", 0), ("run", "random", 1)]
+    assert ready_jobs(jobs, {0, 1}) == jobs[:4]  # no run before its round 0; references at once
+    assert ready_jobs(jobs[4:], {1}) == jobs[4:6]  # seed 0's round 0 done: its runs, not seed 1's
+    assert ready_jobs(jobs[4:], set()) == jobs[4:]
 
 
 def test_convergence_check_trains_seed0_reference_twice_as_long(project, pcal, monkeypatch):

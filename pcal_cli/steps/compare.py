@@ -22,7 +22,8 @@ do, whatever the method's preset says) and the same training schedule; the refer
 once per seed for ``full_steps`` and shared. Runs are resumable: a finished run (``run.json``) is
 skipped and an interrupted one continues where it stopped (its ``round_plan.json`` fixes the
 round it runs to). With ``workers`` > 1 the trainings of different seeds and methods run in that
-many processes side by side, each with an equal share of the CPU threads; the files they write are
+many processes side by side (a run starts as soon as its seed's round 0 is trained, the references
+at once), each with an equal share of the CPU threads; the files they write are
 those of one process (each run is seeded by itself), except for rounding differences of the thread
 count, which can change weights in the last bits.
 """
@@ -168,14 +169,14 @@ def compare(project: Project, settings: CompareSettings, *, say: Say = lambda te
             on_run(done, total, {"round0": f"round 0 s{seed}", "reference": f"full reference s{seed}",
                                  "doubled": "convergence check"}.get(kind, f"{method} s{seed}"))
 
-    # every run of a seed starts from its round 0; the references train beside the runs
-    for phase in (first, references + runs):
-        if settings.workers > 1 and len(phase) > 1:
-            _in_processes(project, settings, phase, say, finished)
-        else:
-            for job in phase:
-                _job(project, settings, job, say, on_step)
-                finished(job)
+    # every run of a seed starts from its round 0; the references train beside them
+    jobs = first + references + runs
+    if settings.workers > 1 and len(jobs) > 1:
+        _in_processes(project, settings, jobs, say, finished)
+    else:
+        for job in jobs:
+            _job(project, settings, job, say, on_step)
+            finished(job)
     if settings.full_reference:
         for _, method, seed in runs:
             _share_reference(project, settings, method, seed)
@@ -235,15 +236,32 @@ def _in_processes(project: Project, settings: CompareSettings, jobs: list, say: 
     threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
                   // settings.workers)
     context = multiprocessing.get_context("spawn")
+    waiting = list(jobs)
+    unfinished = {seed for kind, _, seed in jobs if kind == "round0"}  # the seeds whose round 0 runs
     with ProcessPoolExecutor(max_workers=settings.workers, mp_context=context) as pool:
-        futures = {pool.submit(_job_in_process, str(project.root), settings, job, threads): job for job in jobs}
-        for future in as_completed(futures):
+        futures: dict = {}
+        while waiting or futures:
+            for job in ready_jobs(waiting, unfinished):
+                waiting.remove(job)
+                futures[pool.submit(_job_in_process, str(project.root), settings, job, threads)] = job
+            future = next(as_completed(futures))
+            job = futures.pop(future)
             said, raised = future.result()  # a worker's PcalError is raised here, in the parent
             for text in said:
                 say(text)
             for message in raised:
                 warnings.warn(message, stacklevel=2)
-            finished(futures[future])
+            if job[0] == "round0":
+                unfinished.discard(job[2])
+            finished(job)
+
+
+def ready_jobs(waiting: list[tuple[str, str | None, int]], unfinished: set[int]) -> list[tuple[str, str | None, int]]:
+    """The jobs of ``waiting`` that may start now, in their order: a run waits until its seed's
+    shared round 0 is trained (``unfinished``: the seeds whose round 0 is not), round 0s and
+    references start at once. So a worker trains a reference or another seed's runs instead of
+    idling while the last round 0 trains."""
+    return [job for job in waiting if job[0] != "run" or job[2] not in unfinished]
 
 
 def _method_run(project: Project, settings: CompareSettings, method: str, seed: int, say: Say, on_step) -> None:
