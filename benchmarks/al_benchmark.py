@@ -53,6 +53,7 @@ class Track:
     note: str = ""
     seeds: int | None = None  # None: the profile's
     train: dict[str, Any] = field(default_factory=dict)  # more overrides for this track
+    continues: str | None = None  # a track of the profile whose finished runs this one copies, then adds `rounds`
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,9 @@ IGN_TILES = ("test_data_77050_627755_LA93_IGN69", "test_data_77050_627760_LA93_I
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("smoke", "6 tiny synthetic rooms, 2 methods, 2 seeds, 1 round, a few steps: checks the pipeline",
             ("synthetic", "--scenes", "6", "--points", "1500", "--seed", "0"),
-            (Track("region", ("random", "margin"), "region", "5%", "3%", 1),),
+            (Track("region", ("random", "margin"), "region", "5%", "3%", 1),
+             Track("region_more", ("random", "margin"), "region", "5%", "2%", 1, continues="region",
+                   note="the runs of `region`, one round more")),
             seeds=2, train={"cr": 0.125, "steps": 6, "finetune-steps": 4, "full-steps": 6}),
     Profile("synthetic", "24 synthetic rooms of 8,000 points (16 train, 8 test), the synthetic training profile",
             ("synthetic", "--scenes", "24", "--points", "8000", "--seed", "0"),
@@ -106,6 +109,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
                    train={"steps": 2400, "finetune-steps": 1200},
                    note="a long schedule: random points 0.5 % trained 2,400 steps, then one round to 1 % "
                         "fine-tuned 1,200 steps"),
+             Track("point_long3", ("hpal_random", "hpal_mmu", "jopro"), "point", "0.5%", "2%", 1,
+                   continues="point_long", train={"steps": 2400, "finetune-steps": 2400},
+                   note="`point_long`'s runs, then one round buying 2 % (to 3 %) fine-tuned 2,400 steps"),
              *SEED_TRACKS)),
     Profile("synthetic_fine", "the synthetic profile's 24 rooms with 0.5 m supervoxels (2,212 training regions, "
             "median 50 points, against 564 of 191 points): a 0.5 % round buys about 13 regions instead of 3",
@@ -183,6 +189,8 @@ def run_profile(profile: Profile, out: Path, data: Path, results: Path, args: ar
         if (wanted is not None and track.name not in wanted) or args.collect_only:
             continue
         started = time.time()
+        if track.continues:
+            continue_runs(project, track.continues, track, track.seeds or seeds)
         command = ["compare", "-p", str(project), "--name", track.name, "--methods", ",".join(track.methods),
                    "--seeds", str(track.seeds or seeds), "--rounds", str(track.rounds), "--seed-method", track.seed_method,
                    "--seed-unit", track.seed_unit, "--seed-budget", track.seed_budget, "--budget", track.budget,
@@ -204,6 +212,29 @@ def run_profile(profile: Profile, out: Path, data: Path, results: Path, args: ar
     temporary.write_text(json.dumps(record, indent=1) + "\n")
     os.replace(temporary, results)
     print(f"wrote {results}" + ("" if record["wall_seconds"] is None else f" ({record['wall_seconds']:.0f} s)"))
+
+
+def continue_runs(project: Path, base: str, track: Track, seeds: int) -> None:
+    """Copy the finished runs of track ``base`` (and its shared round 0s) into ``track``'s comparison,
+    once, so that ``pcal compare`` adds ``track.rounds`` rounds to each: a run with its rounds but no
+    ``run.json`` and no round plan gets new rounds. A copy is staged and renamed into place."""
+    import shutil
+
+    for seed in range(seeds):
+        for method in ("_seed", *track.methods):
+            source, target = project / base / method / f"s{seed}", project / track.name / method / f"s{seed}"
+            if target.exists():
+                continue
+            if not (source / ("rounds" if method == "_seed" else "run.json")).exists():
+                raise SystemExit(f"al_benchmark: track {track.name} continues {base}: run {base} first "
+                                 f"({source} is not finished)")
+            staging = target.with_name(f".{target.name}.copy")
+            shutil.rmtree(staging, ignore_errors=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(source, staging, symlinks=True)  # scenes and cache stay links to the project's
+            for name in ("run.json", "round_plan.json"):  # finished marks: the rounds are to go on
+                (staging / name).unlink(missing_ok=True)
+            os.replace(staging, target)
 
 
 def only_methods(profile: Profile, methods: list[str]) -> Profile:
@@ -260,7 +291,7 @@ def collect(profile: Profile, project_root: Path, seeds: int) -> dict[str, Any]:
                 if report.full is not None and _own_reference(project, settings, seed):
                     references[str(seed)] = {"miou": report.full.miou, "iou": report.full.iou}
             methods[method] = runs
-        entry = {"settings": settings, "note": track.note, "methods": methods}
+        entry = {"settings": settings, "note": track.note, "methods": methods, "continues": track.continues}
         if (folder / CONVERGENCE_FILE).is_file():
             entry["convergence"] = read_json(folder / CONVERGENCE_FILE, "convergence check")
         tracks[track.name] = entry
@@ -388,14 +419,19 @@ def render_track(name: str, track: dict[str, Any], full: float | None) -> list[s
     if not methods:
         return [f"#### Track `{name}`: no finished run yet"]
     train = settings["train"]
-    lines = [f"#### Track `{name}`" + (f": {track['note']}" if track.get("note") else ""), "",
+    start = (f"Rounds 0-{_last_copied(methods, settings['rounds'])}: the runs of track `{track['continues']}` (above); then"
+             if track.get("continues") else
              f"Seed: {settings['seed_method']} {settings['seed_unit']}s, {settings['seed_budget']} of the training "
-             f"points; then {settings['rounds']} round{'s' if settings['rounds'] != 1 else ''} buying "
+             f"points; then")
+    lines = [f"#### Track `{name}`" + (f": {track['note']}" if track.get("note") else ""), "",
+             f"{start} {settings['rounds']} round{'s' if settings['rounds'] != 1 else ''} buying "
              f"{settings['budget']} of the points (round by round, "
              f"the same for every method); {settings['seeds']} seed{'s' if settings['seeds'] != 1 else ''}; "
              f"{train['backbone']} cr {train['cr']}, lr "
-             f"{train['lr']}, batch {train['batch_size']}; round 0 {train['steps']} steps, later rounds "
-             f"{train.get('finetune_steps') or train['steps']} steps (fine-tune: {settings['warm_start']}); reference "
+             f"{train['lr']}, batch {train['batch_size']}; "
+             + ("" if track.get("continues") else f"round 0 {train['steps']} steps, ")
+             + ("these rounds " if track.get("continues") else "later rounds ")
+             + f"{train.get('finetune_steps') or train['steps']} steps (fine-tune: {settings['warm_start']}); reference "
              f"{settings.get('full_steps')} steps. mIoU % mean ± sd over seeds (ratio to full supervision); "
              "≈ marks a mean not ahead of random's by more than random's sd.", ""]
     baseline = next((m for m in ("random", "hpal_random") if m in methods), None)
@@ -434,6 +470,12 @@ def render_track(name: str, track: dict[str, Any], full: float | None) -> list[s
     if baseline is not None and len(methods) > 1:
         lines += ["", *paired_lines(methods, baseline)]
     return lines
+
+
+def _last_copied(methods: dict[str, dict[str, list[dict[str, Any]]]], added: int) -> int:
+    """The last round a continuing track copied: the rounds before the ``added`` ones."""
+    last = max((row["round"] for runs in methods.values() for rows in runs.values() for row in rows), default=0)
+    return max(0, last - added)
 
 
 def paired_lines(methods: dict[str, dict[str, list[dict[str, Any]]]], baseline: str) -> list[str]:

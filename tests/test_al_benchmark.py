@@ -31,11 +31,19 @@ def test_smoke_profile_writes_the_documented_results(tmp_path):
     # the same round 0 for both methods of a seed, and the same budget afterwards
     for seed in ("0", "1"):
         assert track["methods"]["random"][seed][0] == track["methods"]["margin"][seed][0]
+    # a continuing track holds its base track's rounds and one more
+    more = record["tracks"]["region_more"]
+    assert more["continues"] == "region"
+    for method, runs in more["methods"].items():
+        for seed, rows in runs.items():
+            assert rows[:2] == track["methods"][method][seed] and rows[2]["round"] == 2
+            assert rows[2]["points_added"] > 0 and rows[2]["miou"] is not None
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import al_benchmark
 
     text = al_benchmark.render(record)
     assert "| round | % labelled | `random` | `margin` |" in text and "Convergence check" in text
+    assert "Rounds 0-1: the runs of track `region` (above); then 1 round buying 2%" in text
     # --collect-only trains nothing and gathers the same runs again
     again = tmp_path / "again.json"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "al_benchmark.py"), "--profile", "smoke",
