@@ -429,3 +429,18 @@ def test_jopro_per_scene_budgets_take_each_scenes_share():
     assert np.bincount(scene_of[split], minlength=3).tolist() == [2, 2, 2]
     with pytest.raises(PcalError, match="sum to"):
         jopro_select(scores, scene_of, xyz, features, protos, present, 5, scene_budgets=shares)
+
+
+def test_scene_candidates_limit_suppression_to_the_best_rows():
+    scores = np.array([0.0, 1.0, 2.0])  # low first: row 0 best
+    scene_of = np.zeros(3, dtype=np.int64)
+    xyz = np.array([[0.0, 0, 0], [5.0, 0, 0], [10.0, 0, 0]])
+    features = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # rows 0 and 1 share prototype 0
+    protos, present = np.eye(2), np.array([True, True])
+    every = jopro_select(scores, scene_of, xyz, features, protos, present, 2, candidate_fraction=1.0, radius=0.0)
+    assert every.tolist() == [0, 2]  # all three are candidates: row 1 is suppressed by row 0
+    two = jopro_select(scores, scene_of, xyz, features, protos, present, 2, candidate_fraction=1.0, radius=0.0,
+                       scene_candidates=np.array([2]))
+    assert two.tolist() == [0, 1]  # candidates 0 and 1 (1 suppressed), then the best other point fills
+    with pytest.raises(PcalError, match="scene_candidates"):
+        jopro_select(scores, np.array([0, 0, 1]), xyz, features, protos, present, 2, scene_candidates=np.array([2]))

@@ -53,10 +53,11 @@ def test_jopro_round_writes_flow_prototypes_and_candidates(project):
     assert flow.num_classes == project.config.num_classes
     with np.load(folder / "prototypes.npz") as data:
         assert data["present"].any() and data["protos"].shape[0] == project.config.num_classes
-    for name in project.scenes("train"):
-        with np.load(folder / f"{name}.npz") as data:
-            assert len(data["units"]) == int(np.ceil(0.02 * int(data["pool"])))
     queries = read_json(project.round_dir(0) / "queries.json", "queries")
+    for name in project.scenes("train"):
+        with np.load(folder / f"{name}.npz") as data:  # the candidates, and the points that may fill the budget
+            assert int(data["candidates"]) == int(np.ceil(0.02 * int(data["pool"])))
+            assert len(data["units"]) == min(int(data["pool"]), max(int(data["candidates"]), queries["budget_points"]))
     assert queries["selector"] == "jopro" and queries["spent_points"] == queries["budget_points"]
     round_config = read_json(project.round_dir(0) / "round.json", "round")
     assert round_config["train"]["reg"] == "hybrid-contrastive"
@@ -66,6 +67,18 @@ def test_jopro_round_writes_flow_prototypes_and_candidates(project):
     (folder / "flow.pt").write_bytes(b"not a flow")
     with pytest.raises(PcalError, match="feature flow"):
         load_flow(folder / "flow.pt")
+
+
+def test_jopro_round_fills_a_budget_larger_than_its_candidates(project):
+    tiny = TrainOptions(cr=0.125, steps=2, batch_size=2, device="cpu")
+    run_rounds(project, "jopro", rounds=1, budget="5%", options=tiny, label=False, scorer_options={"flow_steps": 5})
+    queries = read_json(project.round_dir(0) / "queries.json", "queries")
+    candidates = 0
+    for name in project.scenes("train"):
+        with np.load(project.round_dir(0) / "scores" / f"{name}.npz") as data:
+            candidates += int(data["candidates"])
+    assert queries["budget_points"] > candidates  # 5 % of the points against 2 % of each scene's pool
+    assert queries["spent_points"] == queries["budget_points"]
 
 
 def test_jopro_selector_needs_fms_scores(project):

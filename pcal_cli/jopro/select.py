@@ -82,13 +82,16 @@ def prototype_keep(features: np.ndarray, protos: np.ndarray, tau: float) -> np.n
 def jopro_select(scores: np.ndarray, scene_of: np.ndarray, xyz: np.ndarray, features: np.ndarray,
                  protos: np.ndarray, present: np.ndarray, budget: int, candidate_fraction: float = 0.02,
                  radius: float = 0.45, tau: float = 0.8, *, selectable: np.ndarray | None = None,
-                 spatial_rule: str = "greedy", scene_budgets: dict[int, int] | None = None) -> np.ndarray:
+                 spatial_rule: str = "greedy", scene_budgets: dict[int, int] | None = None,
+                 scene_candidates: np.ndarray | None = None) -> np.ndarray:
     """Rows to label, in selection order (see the module docstring); at most ``budget`` of them.
 
     ``scores`` ``[N]`` (low first), ``scene_of`` ``[N]`` scene ids, ``xyz`` ``[N, 3]`` metres,
     ``features`` ``[N, D]``, ``protos`` ``[C, D]`` with ``present`` ``[C]``; ``selectable`` ``[N]``
     bool (default all) marks rows that may be chosen (e.g. not yet labelled); ``scene_budgets``
-    maps a scene id of ``scene_of`` to its share of ``budget`` (they must sum to ``budget``).
+    maps a scene id of ``scene_of`` to its share of ``budget`` (they must sum to ``budget``);
+    ``scene_candidates`` (indexed by scene id) caps each scene's candidates at that many of its
+    best rows (the rows were cut to the candidates and the points that fill the budget after them).
     """
     scores = np.asarray(scores)
     n = len(scores)
@@ -134,6 +137,11 @@ def jopro_select(scores: np.ndarray, scene_of: np.ndarray, xyz: np.ndarray, feat
     sizes = np.bincount(ranked_scene)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     take = np.minimum(sizes, np.maximum(1, np.ceil(np.round(candidate_fraction * sizes, 9)))).astype(np.int64)
+    if scene_candidates is not None:
+        ids = np.unique(scene_of[rows])
+        if ids.max() >= len(scene_candidates):
+            raise PcalError(f"jopro_select: scene_candidates has {len(scene_candidates)} scenes, scene ids reach {ids.max()}")
+        take = np.minimum(take, np.maximum(1, np.asarray(scene_candidates, dtype=np.int64)[ids]))
     anchors = protos[present].astype(np.float64)
     survivors = []
     for start, count in zip(starts.tolist(), take.tolist()):

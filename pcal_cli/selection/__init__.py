@@ -52,6 +52,7 @@ class SelectionInputs:
     xyz: np.ndarray | None = None
     labelled_features: np.ndarray | None = None
     prototypes: dict[str, np.ndarray] | None = None
+    candidates: list[int] | None = None  # per scene: its candidates, the best-scored rows (None: every row)
 
 
 def _topk(inputs: SelectionInputs, budget: int, options: dict[str, Any]) -> np.ndarray:
@@ -80,7 +81,9 @@ def _jopro(inputs: SelectionInputs, budget: int, options: dict[str, Any]) -> np.
         shares = dict(enumerate(split_budget(budget, inputs.pools)))
     anchors = inputs.prototypes or {}
     chosen = jopro_select(-inputs.scores, inputs.scene_of, inputs.xyz, inputs.features, anchors["protos"],
-                          anchors["present"], budget, candidate_fraction=1.0, scene_budgets=shares, **options)
+                          anchors["present"], budget, candidate_fraction=1.0, scene_budgets=shares,
+                          scene_candidates=None if inputs.candidates is None else np.asarray(inputs.candidates),
+                          **options)
     return chosen[inputs.costs[chosen] > 0]
 
 

@@ -141,7 +141,7 @@ def run_rounds(project: Project, method: str, *, rounds: int = 1, budget: str | 
         round_budget = schedule[min(current - start, len(schedule) - 1)]
         adopt_init_model(project, current, options, say)
         train_and_evaluate(project, current, options, say, on_step)
-        scored = score_round(project, current, settings, device=options.device)
+        scored = score_round(project, current, keep_for_budget(project, settings, round_budget), device=options.device)
         say(f"round {current}: scored {scored} scene(s) with {preset.scorer} per {settings.unit}")
         queries = select_round(project, current, round_budget, selector=preset.selector, seed=options.seed,
                                method=method, train_options=asdict(options), options=chosen_selector_options)
@@ -165,6 +165,18 @@ def _over_budget(project: Project, budget: str, points: int) -> bool:
 
     parsed = parse_budget(budget)
     return parsed.kind != "per_scene" and points > parsed.points(training_points(project))
+
+
+def keep_for_budget(project: Project, settings: ScoreSettings, budget: Budget) -> ScoreSettings:
+    """``settings`` with ``keep`` large enough for ``budget`` when the scorer stores only its
+    candidates (JoPro's lowest 2 % of each scene): the selector fills a budget beyond the
+    candidates with the next best points, so those must be stored too (any scene may fill it)."""
+    from pcal_cli.acquisition import get_scorer
+    from pcal_cli.steps.pool import training_points
+
+    if "candidates" not in {**get_scorer(settings.scorer).options, **settings.options} or budget.kind == "per_scene":
+        return settings
+    return replace(settings, keep=max(settings.keep or 0, budget.points(training_points(project))))
 
 
 def round_plan(project: Project, method: str, rounds: int, budget: str, unit: str) -> tuple[int, int]:

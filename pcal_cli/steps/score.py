@@ -183,7 +183,9 @@ def score_scene(project: Project, round_index: int, name: str, scene_index: int,
     selectable = available
     keep = settings.keep
     if "candidates" in options:  # a fraction of the scene's units (fms: JoPro's lowest 2 % per scene)
-        keep = max(1, int(np.ceil(float(options["candidates"]) * len(arrays["units"]))))
+        candidates = max(1, int(np.ceil(float(options["candidates"]) * len(arrays["units"]))))
+        arrays["candidates"] = np.int64(min(candidates, len(arrays["units"])))
+        keep = max(candidates, keep or 0)  # more rows stored: the points that fill the budget after them
     if keep is not None and len(arrays["units"]) > keep:
         best = np.sort(rank_descending(arrays["scores"])[:keep])  # rows stay sorted by unit
         arrays.update(units=arrays["units"][best], scores=arrays["scores"][best], costs=arrays["costs"][best])

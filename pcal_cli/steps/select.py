@@ -102,7 +102,8 @@ def select_round(project: Project, round_index: int, budget: str | Budget, *, se
         needs = set(spec.needs) | ({"features"} if spec.needs_features else set())
         inputs = SelectionInputs(scores=scores, costs=costs, scene_of=scene_of, seed=seed, round_index=round_index,
                                  pools=[int(arrays[n].get("pool", arrays[n]["costs"].sum())) for n in names],
-                                 unit=config["unit"], scorer=config["scorer"])
+                                 unit=config["unit"], scorer=config["scorer"],
+                                 candidates=[int(arrays[n].get("candidates", len(arrays[n]["units"]))) for n in names])
         for need in sorted(needs):
             _provide(inputs, need, arrays, names, project, round_index, selector)
         _warn_small_budget(budget_points, costs, config["unit"])
