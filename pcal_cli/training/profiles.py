@@ -19,7 +19,8 @@ profiles' ``full_steps`` are not measured. The rounds are not converged: a round
 labelled, fine-tuned from the same network on the same labels, gains 5.4 points at 600 steps
 and 2.5 more at 1,200; a round at 1 % of the points gains 4.3 from 1,200 to 2,400. The defaults
 trade accuracy for minutes: ``steps`` 2,400 and ``finetune_steps`` 1,200 gave 0.8x of full
-supervision with 1 % of the points (the benchmark's ``point_long`` track). On a GPU, raise
+supervision with 1 % of the points (the benchmark's ``point_long`` track), and one more round to 3 %
+fine-tuned 2,400 steps 0.93x with margin points (``point_long3``). On a GPU, raise
 ``finetune_steps`` first, then ``cr`` (1.0 is the published width) and lower the voxel size.
 """
 
